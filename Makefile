@@ -36,7 +36,7 @@ NNG_LIBS := -lnng
 WARN := -Wall -Wextra -Wformat=2 -Wvla -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wpointer-arith -Wshadow=local -Wstrict-prototypes
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 $(WARN) -D_GNU_SOURCE -I. -Ishared $(PKG_CFLAGS) -pthread -MMD -MP
+CFLAGS += -std=gnu11 $(WARN) -D_GNU_SOURCE -I. -Ishared -Itests/lib $(PKG_CFLAGS) -pthread -MMD -MP
 LDLIBS += $(PKG_LIBS) $(NNG_LIBS) -pthread -lm
 
 ifeq ($(WERROR),1)
@@ -103,6 +103,13 @@ $(O)/fuzz/replay_%: $(O)/fuzz/fuzz_%.o $(O)/fuzz/replay.o $(DAEMON_LIBS) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 endif
 
+# Test tools (a bus probe, clients): tests/tools/<name>.c -> $(O)/tests/tools/<name>
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:%.c=$(O)/%)
+$(O)/tests/tools/%: $(O)/tests/tools/%.o $(DAEMON_LIBS) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 BENCH_SRCS := $(wildcard bench/*/bench_*.c)
 BENCH_BINS := $(BENCH_SRCS:%.c=$(O)/%)
 $(O)/bench/%: $(O)/bench/%.o $(DAEMON_LIBS) $(LIB)
@@ -133,7 +140,7 @@ FORCE:
 deps:
 	@deploy/deps.sh
 
-build-tests: all $(UNIT_BINS) $(FUZZ_BINS) $(BENCH_BINS)
+build-tests: all $(UNIT_BINS) $(TOOL_BINS) $(FUZZ_BINS) $(BENCH_BINS)
 
 test: deps
 	$(MAKE) build-tests

@@ -1,0 +1,178 @@
+/*
+ * Parse, validate, diff and publish a 10,000-domain poll answer (issue: under 200 ms here).
+ * Builds the answer from small.json's domain (records, GeoDNS locations, WAF code), with the
+ * certificate and key on one domain in ten, then times, as syncd does them:
+ *   cold:   parse + validate (no config in force), diff against nothing, publish on the bus;
+ *   steady: the next poll with 1% of domains changed, parsed against the config in force.
+ * Prints the median of ROUNDS runs of each.
+ */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "bus.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+
+#define NDOMAINS 10000
+#define ROUNDS 7
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static char *
+read_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	if (buf != NULL && fread(buf, 1, (size_t)n, f) == (size_t)n)
+		buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* The answer with NDOMAINS domains; `variant` changes the TXT of one domain in a hundred. */
+static char *
+make_answer(const char *fixture, int variant)
+{
+	cJSON *doc = cJSON_Parse(fixture), *domains, *tmpl, *out;
+	char *text;
+
+	domains = cJSON_GetObjectItem(doc, "domains");
+	tmpl = cJSON_DetachItemFromArray(domains, 0);
+	for (int i = 0; i < NDOMAINS; i++) {
+		cJSON *d = cJSON_Duplicate(tmpl, 1), *recs, *r;
+		char id[32], name[64], txt[96];
+
+		snprintf(id, sizeof(id), "%024x", i + 1);
+		snprintf(name, sizeof(name), "site%05d.example", i);
+		cJSON_ReplaceItemInObject(d, "id", cJSON_CreateString(id));
+		cJSON_ReplaceItemInObject(d, "domain", cJSON_CreateString(name));
+		recs = cJSON_GetObjectItem(d, "dnsRecords");
+		cJSON_ArrayForEach(r, recs)
+		{
+			cJSON *rid = cJSON_GetObjectItem(r, "id"), *type = cJSON_GetObjectItem(r, "type");
+			if (cJSON_IsString(rid)) {
+				char buf[40];
+				snprintf(buf, sizeof(buf), "%s%04x", id + 4, (unsigned)(rid->valuestring[23]));
+				cJSON_ReplaceItemInObject(r, "id", cJSON_CreateString(buf));
+			}
+			if (strcmp(type->valuestring, "TXT") == 0 && variant && i % 100 == 0) {
+				snprintf(txt, sizeof(txt), "v=spf1 mx -all; round=%d", variant);
+				cJSON_ReplaceItemInObject(r, "value", cJSON_CreateString(txt));
+			}
+		}
+		if (i % 10 != 0) {
+			cJSON *ssl = cJSON_GetObjectItem(d, "ssl");
+			cJSON_ReplaceItemInObject(ssl, "enabled", cJSON_CreateFalse());
+			cJSON_ReplaceItemInObject(ssl, "certificate", cJSON_CreateNull());
+			cJSON_ReplaceItemInObject(ssl, "privateKey", cJSON_CreateNull());
+		}
+		cJSON_AddItemToArray(domains, d);
+	}
+	cJSON_Delete(tmpl);
+	out = doc;
+	text = cJSON_PrintUnformatted(out);
+	cJSON_Delete(doc);
+	return text;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *fixtures = getenv("DFR_FIXTURES") ? getenv("DFR_FIXTURES")
+						      : "../shared/fixtures/core";
+	char path[1024], dir[] = "/tmp/dfr-bench-XXXXXX", *fixture, *a1, *a2;
+	double cold[ROUNDS], steady[ROUNDS], parse1[ROUNDS], parse2[ROUNDS];
+	struct event_base *base;
+	struct dfr_bus_pub *pub;
+	uint64_t gen = 0;
+
+	dfr_log_set_level(DFR_LOG_ERR);
+	snprintf(path, sizeof(path), "%s/small.json", fixtures);
+	if ((fixture = read_file(path)) == NULL || mkdtemp(dir) == NULL) {
+		fprintf(stderr, "bench: cannot read %s\n", path);
+		return 1;
+	}
+	a1 = make_answer(fixture, 0);
+	a2 = make_answer(fixture, 1);
+	base = event_base_new();
+	if ((pub = dfr_bus_pub_open(base, dir)) == NULL)
+		return 1;
+
+	for (int round = 0; round < ROUNDS; round++) {
+		struct dfr_config *c1 = NULL, *c2 = NULL;
+		struct dfr_config_diff d1, d2;
+		double t0 = now_ms(), t1, t2, t3;
+
+		if (dfr_config_parse(a1, strlen(a1), NULL, &c1, NULL, 0) != DFR_OK)
+			return 1;
+		t1 = now_ms();
+		dfr_config_diff(NULL, c1, &d1);
+		c1->cfg_generation = ++gen;
+		dfr_bus_pub_publish(pub, c1, &d1);
+		dfr_config_diff_free(&d1);
+		t2 = now_ms();
+		if (dfr_config_parse(a2, strlen(a2), c1, &c2, NULL, 0) != DFR_OK)
+			return 1;
+		t3 = now_ms();
+		dfr_config_diff(c1, c2, &d2);
+		c2->cfg_generation = ++gen;
+		dfr_bus_pub_publish(pub, c2, &d2);
+		if (round == 0)
+			printf("answer: %zu bytes, %zu domains, %zu records; steady change: %zu "
+			       "domains\n",
+			       strlen(a1), c1->cfg_ndomains, c1->cfg_nrecords, d2.dd_nchanged);
+		dfr_config_diff_free(&d2);
+		steady[round] = now_ms() - t2;
+		cold[round] = t2 - t0;
+		parse1[round] = t1 - t0;
+		parse2[round] = t3 - t2;
+		dfr_config_unref(c1);
+		dfr_config_unref(c2);
+	}
+	qsort(cold, ROUNDS, sizeof(double), cmp_double);
+	qsort(steady, ROUNDS, sizeof(double), cmp_double);
+	qsort(parse1, ROUNDS, sizeof(double), cmp_double);
+	qsort(parse2, ROUNDS, sizeof(double), cmp_double);
+	printf("cold   (parse+validate %.1f ms) + diff + publish: %.1f ms (median of %d)\n",
+	       parse1[ROUNDS / 2], cold[ROUNDS / 2], ROUNDS);
+	printf("steady (parse+validate %.1f ms) + diff + publish: %.1f ms (median of %d)\n",
+	       parse2[ROUNDS / 2], steady[ROUNDS / 2], ROUNDS);
+	printf("bar: under 200 ms -> %s\n", cold[ROUNDS / 2] < 200 && steady[ROUNDS / 2] < 200
+						     ? "met"
+						     : "NOT met");
+	dfr_bus_pub_close(pub);
+	event_base_free(base);
+	free(a1);
+	free(a2);
+	free(fixture);
+	(void)rmdir(dir);
+	return 0;
+}
