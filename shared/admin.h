@@ -30,6 +30,8 @@ struct dfr_admin *dfr_admin_open(struct event_base *base, const char *daemon, co
 void dfr_admin_set_generation(struct dfr_admin *adm, uint64_t generation);
 uint64_t dfr_admin_generation(const struct dfr_admin *adm);
 double dfr_admin_uptime(const struct dfr_admin *adm); /* seconds since open */
+/* The port actually bound (useful after listening on port 0, as tests do). */
+uint16_t dfr_admin_port(const struct dfr_admin *adm);
 
 /* Replaces the handler of `path` (e.g. syncd's agent-level /health). */
 void dfr_admin_route(struct dfr_admin *adm, const char *path, dfr_admin_fn *fn, void *arg);

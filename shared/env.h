@@ -28,6 +28,14 @@ const char *dfr_env_str(const char *name, const char *def);
 
 /* An unsigned integer within [min, max]. */
 int dfr_env_uint(const char *name, unsigned def, unsigned min, unsigned max, unsigned *out);
+/* The same with the caller's words for the error line, e.g. "a whole number of seconds from 1 to
+ * 86400"; NULL gives the generic "a whole number from MIN to MAX". */
+int dfr_env_uint_expect(const char *name, unsigned def, unsigned min, unsigned max,
+			const char *expected, unsigned *out);
+
+/* Prints the one line of a bad value, "NAME=value is not valid (expected …)", for callers that
+ * check a variable themselves (a URL, a file). Returns DFR_EINVAL. */
+int dfr_env_invalid(const char *name, const char *value, const char *expected);
 
 /* One of `choices` (NULL-terminated, matched case-insensitively); *out = its index. */
 int dfr_env_choice(const char *name, const char *def, const char *const *choices, unsigned *out);

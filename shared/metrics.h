@@ -17,7 +17,11 @@ enum dfr_metric_kind {
 	DFR_METRIC_GAUGE,       /* set to a value */
 };
 
-struct dfr_metric;
+/* Only the value is public, so that updates inline to one relaxed atomic op; the registry keeps
+ * the name, labels and help beside it (metrics.c). Do not declare one yourself. */
+struct dfr_metric {
+	int64_t m_value;
+};
 
 /* Gets or creates the metric `name` with `labels` (Prometheus label text such as
  * `type="A",rcode="NOERROR"`, or NULL). The same name and labels give the same pointer. Returns
@@ -37,10 +41,33 @@ dfr_gauge(const char *name, const char *labels, const char *help)
 	return dfr_metric_get(DFR_METRIC_GAUGE, name, labels, help);
 }
 
-void dfr_metric_add(struct dfr_metric *m, int64_t delta);
-void dfr_metric_inc(struct dfr_metric *m);
-void dfr_metric_set(struct dfr_metric *m, int64_t value);
-int64_t dfr_metric_value(const struct dfr_metric *m);
+/* Safe from any thread without a lock; relaxed ordering: a reader sees each value whole, with no
+ * ordering against other memory. */
+static inline void
+dfr_metric_add(struct dfr_metric *m, int64_t delta)
+{
+	if (m != NULL)
+		__atomic_fetch_add(&m->m_value, delta, __ATOMIC_RELAXED);
+}
+
+static inline void
+dfr_metric_inc(struct dfr_metric *m)
+{
+	dfr_metric_add(m, 1);
+}
+
+static inline void
+dfr_metric_set(struct dfr_metric *m, int64_t value)
+{
+	if (m != NULL)
+		__atomic_store_n(&m->m_value, value, __ATOMIC_RELAXED);
+}
+
+static inline int64_t
+dfr_metric_value(const struct dfr_metric *m)
+{
+	return m != NULL ? __atomic_load_n(&m->m_value, __ATOMIC_RELAXED) : 0;
+}
 
 /* The registry as Prometheus text (one HELP/TYPE per name). Caller frees; NULL on ENOMEM. */
 char *dfr_metrics_prometheus(size_t *len);

@@ -271,8 +271,25 @@ class Suite:
                 d.stop(timeout=5)
             except Exception:
                 pass
+        self.check_sanitizers()
         if self.core:
             self.core.close()
+
+    def check_sanitizers(self):
+        """A sanitizer report in any daemon's log fails the test file, whatever it asserted."""
+        for d in self.daemons:
+            try:
+                logs = d.logs()
+            except OSError:
+                continue
+            for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                if mark in logs:
+                    i = logs.index(mark)
+                    print("not ok - %s in the log of %s (%s)" % (mark, d.name, d.log_path))
+                    for line in logs[max(0, i - 200):i + 1500].splitlines():
+                        print("#   " + line)
+                    sys.stdout.flush()
+                    break
 
     def probe(self):
         return Probe(self)
