@@ -124,15 +124,20 @@ with Suite() as s:
     t.ok(syncd.wait_health(), "first run applies the Core's config")
     gen = syncd.generation()
     syncd.stop()
-    s.core.set('{"error": "Poll failed"}', 500)
-    syncd = start_syncd(s)
-    t.ok(syncd.wait_health(2), "with the Core failing, a restarted syncd is healthy at once",
+    url = s.core.url
+    s.core.close()  # the Core is down: connections refused
+    s.core = None
+    syncd = s.start("syncd", CORE_URL=url, AGENT_ID="agent_test", AGENT_KEY=KEY,
+                    POLLING_INTERVAL=1)
+    t.ok(syncd.wait_health(2), "with the Core down, a restarted syncd is healthy at once",
          syncd.logs())
     t.eq(syncd.generation(), gen, "serving the saved generation")
     probe = s.probe()
     got = probe.wait_generation(gen)
     t.ok(got is not None and got["domains"] == ["example.com"],
          "and subscribers receive the saved config", got)
+    t.ok(wait_until(lambda: "Connection refused" in syncd.logs() or "Couldn't connect" in syncd.logs(), 5),
+         "the refused connection is logged", syncd.logs())
     t.eq(syncd.stop(), 0, "SIGTERM stops syncd cleanly (exit 0)")
 
 # --- wrong key: one clear line ---------------------------------------------------------------
