@@ -65,11 +65,14 @@ struct dfr_record {
 	char *rec_id;             /* may be NULL: the Core omits it on location records */
 	char *rec_name;           /* absolute owner name, lower-case, no trailing dot */
 	enum dfr_rr_type rec_type;
-	char *rec_value;          /* as the Core sent it (TXT bytes kept exactly) */
+	char *rec_value;          /* normalised text: address as inet_ntop writes it, target as in
+				   * rec_data, SRV "weight port target", CAA `flags tag "value"`,
+				   * TXT bytes exactly as the Core sent them */
 	uint32_t rec_ttl;
 	uint16_t rec_priority;    /* MX preference, SRV priority; 0 otherwise */
 	bool rec_proxied;         /* httpProxyEnabled: value is the origin, answer with GeoDNS */
-	char *rec_location;       /* GeoDNS location code (lower-case) or NULL for a regular record */
+	char *rec_location;       /* GeoDNS location code (lower-case) or NULL for a regular record;
+				   * a location record's rec_name is the apex (rules: config_parse.c) */
 	union {
 		struct in_addr a;     /* DFR_RR_A */
 		struct in6_addr aaaa; /* DFR_RR_AAAA */
@@ -151,7 +154,10 @@ struct dfr_config {
 	size_t cfg_nproxies;
 	uint32_t cfg_next_poll_interval; /* 0 when absent or null */
 	size_t cfg_nrecords;             /* over all domains */
-	size_t cfg_dropped;              /* items dropped by validation while parsing */
+	size_t cfg_dropped;              /* items dropped by validation while parsing (0 after apply) */
+	/* The same domains sorted by dom_name, for dfr_config_find_zone(); built by the library's
+	 * constructors. NULL in a config made by hand: find_zone then scans cfg_domains. */
+	struct dfr_domain **cfg_zones;
 };
 
 /*
@@ -166,20 +172,23 @@ int dfr_config_parse(const char *json, size_t len, const struct dfr_config *prev
 		     struct dfr_config **out, char *why, size_t whylen);
 
 /* Parses one domain or proxy from its canonical JSON (dom_json / px_json, as the bus carries
- * them). Returns a new object with one reference, or NULL (reason logged). */
+ * them). The certificate/key pair is not checked again (syncd did). Any thread. Returns a new
+ * object with one reference, or NULL (reason logged). */
 struct dfr_domain *dfr_domain_from_json(const char *json, size_t len);
 struct dfr_proxy *dfr_proxy_from_json(const char *json, size_t len);
 
 /* The whole config as canonical compact JSON, in the shape of a poll answer (so
- * dfr_config_parse() reads it back), with "generation" added. Caller frees. NULL on ENOMEM. */
+ * dfr_config_parse() reads it back), with "generation" added (exact up to 2^53). It carries the
+ * private keys: never log it. Caller frees. NULL on ENOMEM. */
 char *dfr_config_to_json(const struct dfr_config *cfg, size_t *len);
 
 /* An empty config (no domains, no proxies) with one reference. */
 struct dfr_config *dfr_config_new_empty(void);
 
-/* A new config made of `base` with the given items added or replaced (matched by id) and the
- * given ids removed; takes a reference on each item it keeps. The caller keeps its references to
- * `upserts` items. NULL on ENOMEM. */
+/* A new config made of `base` (NULL: empty) with the given items added or replaced (matched by
+ * id; of repeated ids the last given wins) and then the given ids removed; takes a reference on
+ * each item it keeps. Agent, poll interval and generation are copied from base. The caller keeps
+ * its references to `upserts` items. NULL on ENOMEM. */
 struct dfr_config *dfr_config_apply(const struct dfr_config *base, struct dfr_domain **dom_upserts,
 				    size_t ndom_upserts, const char *const *dom_removes,
 				    size_t ndom_removes, struct dfr_proxy **px_upserts,
