@@ -30,8 +30,8 @@ PKGS := libevent libevent_pthreads libcurl libcjson lua5.4 libmaxminddb ldns lib
 	libssl libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-# Debian's libnng-dev 1.5.2 ships no .pc file.
-NNG_LIBS := -lnng
+# Debian's libnng-dev 1.5.2 and libhttp-parser-dev 2.9 ship no .pc file.
+NNG_LIBS := -lnng -lhttp_parser
 
 WARN := -Wall -Wextra -Wformat=2 -Wvla -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wpointer-arith -Wshadow=local -Wstrict-prototypes
@@ -177,6 +177,23 @@ bench: deps all $(BENCH_BINS)
 
 check-style:
 	@clang-format --dry-run --Werror shared/*.[ch] defenra-*/*.[ch]
+
+# Install binaries, systemd units and the example files (DESTDIR, PREFIX as usual).
+PREFIX ?= /usr/local
+BINDIR = $(PREFIX)/bin
+DOCDIR = $(PREFIX)/share/doc/defenra
+ETCDIR ?= /etc/defenra
+UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,/etc/systemd/system)
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(ETCDIR)
+	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	for u in deploy/systemd/*.service deploy/systemd/*.target; do \
+		sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' $$u \
+			>$(DESTDIR)$(UNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}; \
+	done
+	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -m 0640 deploy/defenra.env.example $(DESTDIR)$(ETCDIR)/defenra.env.example
+	install -m 0640 deploy/demo/config.json $(DESTDIR)$(ETCDIR)/config.json.example
 
 clean:
 	rm -rf build bin
