@@ -5,6 +5,7 @@
  * Stops on SIGTERM/SIGINT.
  */
 #include <event2/event.h>
+#include <nng/nng.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,5 +64,6 @@ main(int argc, char **argv)
 	event_free(term);
 	event_free(intr);
 	event_base_free(base);
+	nng_fini();
 	return 0;
 }
