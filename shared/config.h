@@ -122,6 +122,7 @@ struct dfr_domain {
 	 * compares. Parsing it again gives an equal domain. */
 	char *dom_json;
 	size_t dom_json_len;
+	void *dom_mem; /* private to the library: the memory this domain's strings live in */
 };
 
 struct dfr_proxy {

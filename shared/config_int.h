@@ -6,8 +6,11 @@
 #ifndef DFR_CONFIG_INT_H
 #define DFR_CONFIG_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "config.h"
 
@@ -45,15 +48,150 @@ int dfr_cfg_index_zones(struct dfr_config *cfg);
  * matches the leaf. Returns true if usable; else false with a reason in why (never key bytes). */
 bool dfr_cfg_tls_check(const char *cert_pem, const char *key_pem, char *why, size_t whylen);
 
+/* The same with OpenSSL's key decoder kept between calls (one thread at a time; zero it first,
+ * free it with dfr_cfg_tls_cache_free()). Same verdicts, ~20 times cheaper per key. */
+struct ossl_decoder_ctx_st;
+struct evp_pkey_st;
+struct dfr_tls_cache {
+	struct ossl_decoder_ctx_st *tc_dctx; /* OSSL_DECODER_CTX */
+	struct evp_pkey_st *tc_key;          /* EVP_PKEY the decoder writes to */
+	bool tc_failed;
+};
+bool dfr_cfg_tls_check_cached(struct dfr_tls_cache *tc, const char *cert_pem, const char *key_pem,
+                              char *why, size_t whylen);
+void dfr_cfg_tls_cache_free(struct dfr_tls_cache *tc);
+
+/* --- arena and JSON tree (config_jv.c) ---------------------------------------------------- */
+
+struct dfr_achunk;
+
+/* A bump allocator in chunks, freed as a whole: a parsed domain keeps all its strings and arrays
+ * in one (dom_mem), the JSON reader its nodes. */
+struct dfr_arena {
+	struct dfr_achunk *ar_head; /* newest chunk first */
+	char *ar_cur;
+	size_t ar_left;
+};
+
+bool dfr_arena_init(struct dfr_arena *a, size_t first);
+void *dfr_arena_alloc_slow(struct dfr_arena *a, size_t n);
+char *dfr_arena_strndup(struct dfr_arena *a, const char *s, size_t n);
+void dfr_arena_reset(struct dfr_arena *a); /* keeps the newest chunk */
+void dfr_arena_free(struct dfr_arena *a);
+void dfr_achunks_free(struct dfr_achunk *c);
+
+/* n bytes, no alignment (strings). */
+static inline void *
+dfr_arena_alloc_raw(struct dfr_arena *a, size_t n)
+{
+	char *p;
+
+	if (n > a->ar_left)
+		return dfr_arena_alloc_slow(a, n);
+	p = a->ar_cur;
+	a->ar_cur += n;
+	a->ar_left -= n;
+	return p;
+}
+
+/* n bytes aligned for any object. */
+static inline void *
+dfr_arena_alloc(struct dfr_arena *a, size_t n)
+{
+	size_t pad = (size_t)(-(uintptr_t)a->ar_cur) & (_Alignof(max_align_t) - 1);
+
+	if (pad + n > a->ar_left)
+		return dfr_arena_alloc_slow(a, n);
+	a->ar_cur += pad;
+	a->ar_left -= pad;
+	return dfr_arena_alloc_raw(a, n);
+}
+
+static inline char *
+dfr_arena_strdup(struct dfr_arena *a, const char *s)
+{
+	return s != NULL ? dfr_arena_strndup(a, s, strlen(s)) : NULL;
+}
+
+enum dfr_jv_type {
+	DFR_JV_NULL = 1,
+	DFR_JV_FALSE,
+	DFR_JV_TRUE,
+	DFR_JV_NUMBER,
+	DFR_JV_STRING,
+	DFR_JV_ARRAY,
+	DFR_JV_OBJECT,
+};
+
+/* A JSON value as cJSON would hold it: strings decoded and NUL-terminated (a \u0000 ends them),
+ * numbers through strtod, object members in order with repeated keys kept (look-ups find the
+ * first). */
+struct dfr_jv {
+	struct dfr_jv *jv_next;  /* next element or member */
+	struct dfr_jv *jv_child; /* first element or member */
+	const char *jv_key;      /* member name, or NULL */
+	size_t jv_keylen;
+	char *jv_str; /* DFR_JV_STRING */
+	double jv_num; /* DFR_JV_NUMBER */
+	const char *jv_raw; /* arrays and objects: their text in the input */
+	size_t jv_rawlen;
+	size_t jv_n; /* number of elements or members */
+	enum dfr_jv_type jv_type;
+};
+
+/* Called for each element of the root object's first "domains" array while it is parsed. The
+ * element's tree is in the arena *elem_ar pointed to when the element began, and stays there
+ * until the callback resets it (it may also point *elem_ar to another arena for the next
+ * element). A non-DFR_OK return stops further calls (the parse itself goes on, and then resets
+ * *elem_ar after each element: it must point to an arena the callback no longer shares). */
+typedef int (*dfr_jv_elem_fn)(void *arg, const struct dfr_jv *elem, size_t idx);
+
+/* Parses buf[0..len) with cJSON 1.7.15's grammar into `ar` (nodes stay there until it is reset).
+ * Returns the root, or NULL if the text is not JSON. *end: where parsing stopped (the byte after
+ * the value, or near the error). Trailing bytes are the caller's business, as with cJSON. With
+ * `fn`, the root object's first "domains" array is streamed to fn (element trees in *elem_ar) and
+ * left empty in the tree; *cb_rc gets the first non-DFR_OK return of fn. */
+struct dfr_jv *dfr_jv_parse(const char *buf, size_t len, struct dfr_arena *ar, dfr_jv_elem_fn fn,
+                            void *arg, struct dfr_arena **elem_ar, size_t *end, int *cb_rc);
+
+/* pthread_create() of a thread that takes no signals (they stay with the threads that expect
+ * them). 0 or an errno value. */
+int dfr_cfg_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/* The first member named key, or NULL (also when obj is not an object). Inline so that the
+ * length of a literal key is known at compile time. */
+static inline const struct dfr_jv *
+dfr_jv_get(const struct dfr_jv *obj, const char *key)
+{
+	size_t n = strlen(key);
+
+	if (obj == NULL || obj->jv_type != DFR_JV_OBJECT)
+		return NULL;
+	for (const struct dfr_jv *v = obj->jv_child; v != NULL; v = v->jv_next)
+		if (v->jv_keylen == n && memcmp(v->jv_key, key, n) == 0)
+			return v;
+	return NULL;
+}
+
+static inline bool
+jv_is(const struct dfr_jv *v, enum dfr_jv_type t)
+{
+	return v != NULL && v->jv_type == t;
+}
+
+#define jv_foreach(el, arr)                                                                        \
+	for ((el) = (arr) != NULL ? (arr)->jv_child : NULL; (el) != NULL; (el) = (el)->jv_next)
+
 /* --- shared by config_parse.c and config_record.c ------------------------------------------ */
 
-#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #define DFR_CFG_LOG_MAX 100 /* warnings logged one by one per parse, then summed up */
+
+struct dfr_tls_seen;
 
 /* The state of one parse: the previous config, the record budget, the drop count. */
 struct dfr_pctx {
@@ -62,6 +200,20 @@ struct dfr_pctx {
 	size_t pc_nrecords; /* records kept so far, against DFR_CFG_MAX_RECORDS */
 	size_t pc_dropped;
 	size_t pc_logged;
+	/* Warnings are held until the answer as a whole is known to be good (a poll answer is
+	 * parsed in one pass: its domains before its last byte). */
+	char **pc_held;
+	size_t pc_nheld;
+	bool pc_hold;
+	/* Certificate/key pairs already checked in this parse, and their verdict. */
+	struct dfr_tls_seen *pc_tls;
+	size_t pc_ntls, pc_tls_cap;
+	struct dfr_tls_cache pc_tlsc;
+	/* The last antiDDoS text and its compact form (most domains share one). */
+	char *pc_anti_raw, *pc_anti_out;
+	size_t pc_anti_rawlen, pc_anti_outlen;
+	/* Where the domain being parsed keeps its strings. */
+	struct dfr_arena *pc_ar;
 };
 
 /* Logs a warning about the answer within the per-parse budget; counts it as a dropped item
@@ -75,8 +227,8 @@ const char *dfr_cfg_excerpt(const char *s, char *buf, size_t size);
 
 /* Parses record `jr` of `dom` (apex and locations set) into *r: DFR_OK, 1 when dropped
  * (logged, counted), or DFR_ENOMEM. */
-int dfr_cfg_parse_record(struct dfr_pctx *c, const struct dfr_domain *dom, const cJSON *jr,
-                         struct dfr_record *r);
+int dfr_cfg_parse_record(struct dfr_pctx *c, const struct dfr_domain *dom,
+                         const struct dfr_jv *jr, struct dfr_record *r);
 
 enum dfr_field { F_ABSENT = 0, F_OK, F_BAD };
 
@@ -94,42 +246,76 @@ lower(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
+/* The get_* helpers on a member already found (NULL: absent). */
 static inline enum dfr_field
-get_str(const cJSON *o, const char *k, const char **out)
+jv_str(const struct dfr_jv *v, const char **out)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-
-	if (v == NULL || cJSON_IsNull(v))
+	if (v == NULL || v->jv_type == DFR_JV_NULL)
 		return F_ABSENT;
-	if (!cJSON_IsString(v) || v->valuestring == NULL)
+	if (v->jv_type != DFR_JV_STRING)
 		return F_BAD;
-	*out = v->valuestring;
+	*out = v->jv_str;
 	return F_OK;
 }
 
 static inline enum dfr_field
-get_bool(const cJSON *o, const char *k, bool *out)
+jv_bool(const struct dfr_jv *v, bool *out)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-
-	if (v == NULL || cJSON_IsNull(v))
+	if (v == NULL || v->jv_type == DFR_JV_NULL)
 		return F_ABSENT;
-	if (!cJSON_IsBool(v))
+	if (v->jv_type != DFR_JV_TRUE && v->jv_type != DFR_JV_FALSE)
 		return F_BAD;
-	*out = cJSON_IsTrue(v);
+	*out = v->jv_type == DFR_JV_TRUE;
 	return F_OK;
 }
 
 static inline enum dfr_field
-get_num(const cJSON *o, const char *k, double *out)
+jv_num(const struct dfr_jv *v, double *out)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-
-	if (v == NULL || cJSON_IsNull(v))
+	if (v == NULL || v->jv_type == DFR_JV_NULL)
 		return F_ABSENT;
-	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+	if (v->jv_type != DFR_JV_NUMBER || !isfinite(v->jv_num))
 		return F_BAD;
-	*out = v->valuedouble;
+	*out = v->jv_num;
+	return F_OK;
+}
+
+static inline enum dfr_field
+get_str(const struct dfr_jv *o, const char *k, const char **out)
+{
+	const struct dfr_jv *v = dfr_jv_get(o, k);
+
+	if (v == NULL || v->jv_type == DFR_JV_NULL)
+		return F_ABSENT;
+	if (v->jv_type != DFR_JV_STRING)
+		return F_BAD;
+	*out = v->jv_str;
+	return F_OK;
+}
+
+static inline enum dfr_field
+get_bool(const struct dfr_jv *o, const char *k, bool *out)
+{
+	const struct dfr_jv *v = dfr_jv_get(o, k);
+
+	if (v == NULL || v->jv_type == DFR_JV_NULL)
+		return F_ABSENT;
+	if (v->jv_type != DFR_JV_TRUE && v->jv_type != DFR_JV_FALSE)
+		return F_BAD;
+	*out = v->jv_type == DFR_JV_TRUE;
+	return F_OK;
+}
+
+static inline enum dfr_field
+get_num(const struct dfr_jv *o, const char *k, double *out)
+{
+	const struct dfr_jv *v = dfr_jv_get(o, k);
+
+	if (v == NULL || v->jv_type == DFR_JV_NULL)
+		return F_ABSENT;
+	if (v->jv_type != DFR_JV_NUMBER || !isfinite(v->jv_num))
+		return F_BAD;
+	*out = v->jv_num;
 	return F_OK;
 }
 

@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "config.h"
 #include "config_int.h"
@@ -143,17 +146,6 @@ sb_key(struct dfr_sb *sb, const char *key, bool first)
 	dfr_sb_put(sb, "\":", 2);
 }
 
-static void
-sb_abs_name(struct dfr_sb *sb, const char *name)
-{
-	/* Absolute with the trailing dot, so the parser never reads it as relative. */
-	dfr_sb_putc(sb, '"');
-	dfr_sb_puts(sb, name); /* a validated name: nothing to escape */
-	if (strcmp(name, ".") != 0)
-		dfr_sb_putc(sb, '.');
-	dfr_sb_putc(sb, '"');
-}
-
 static const char *
 loc_type_name(enum dfr_location_type t)
 {
@@ -166,100 +158,250 @@ http_type_name(enum dfr_http_type t)
 	return t == DFR_HTTP_ONLY ? "http" : t == DFR_HTTPS_ONLY ? "https" : "both";
 }
 
-static void
-record_json(struct dfr_sb *sb, const struct dfr_record *r)
+/* The writer of a domain's canonical JSON: one buffer sized up front, grown only when a string
+ * needs more (escapes), and no check per byte. */
+struct jw {
+	char *jw_buf, *jw_p, *jw_end;
+	bool jw_err;
+};
+
+static bool
+jw_grow(struct jw *w, size_t n)
 {
-	dfr_sb_puts(sb, "{\"id\":");
-	dfr_sb_json_str(sb, r->rec_id);
-	sb_key(sb, "name", false);
-	sb_abs_name(sb, r->rec_name);
-	sb_key(sb, "type", false);
-	dfr_sb_json_str(sb, dfr_rr_type_name(r->rec_type));
-	sb_key(sb, "value", false);
-	dfr_sb_json_str(sb, r->rec_value);
-	sb_key(sb, "ttl", false);
-	dfr_sb_uint(sb, r->rec_ttl);
-	sb_key(sb, "priority", false);
-	dfr_sb_uint(sb, r->rec_priority);
-	sb_key(sb, "httpProxyEnabled", false);
-	dfr_sb_puts(sb, r->rec_proxied ? "true" : "false");
-	sb_key(sb, "locationCode", false);
-	dfr_sb_json_str(sb, r->rec_location);
-	dfr_sb_putc(sb, '}');
+	size_t len = (size_t)(w->jw_p - w->jw_buf), cap = (size_t)(w->jw_end - w->jw_buf) * 2;
+	char *p;
+
+	if (w->jw_err)
+		return false;
+	if (cap < len + n + 1)
+		cap = len + n + 1;
+	if ((p = realloc(w->jw_buf, cap)) == NULL) {
+		w->jw_err = true;
+		return false;
+	}
+	w->jw_buf = p;
+	w->jw_p = p + len;
+	w->jw_end = p + cap;
+	return true;
+}
+
+static inline bool
+jw_need(struct jw *w, size_t n)
+{
+	return (size_t)(w->jw_end - w->jw_p) > n || jw_grow(w, n);
+}
+
+static inline void
+jw_put(struct jw *w, const char *s, size_t n)
+{
+	if (!jw_need(w, n))
+		return;
+	memcpy(w->jw_p, s, n);
+	w->jw_p += n;
+}
+
+#define JW_LIT(w, s) jw_put((w), (s), sizeof(s) - 1)
+
+static const unsigned char jw_esc[256] = {
+        ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't',
+        ['"'] = '"',  ['\\'] = '\\', [0] = 'u',   [1] = 'u',   [2] = 'u',  [3] = 'u',
+        [4] = 'u',    [5] = 'u',   [6] = 'u',   [7] = 'u',   [11] = 'u', [14] = 'u',
+        [15] = 'u',   [16] = 'u',  [17] = 'u',  [18] = 'u',  [19] = 'u', [20] = 'u',
+        [21] = 'u',   [22] = 'u',  [23] = 'u',  [24] = 'u',  [25] = 'u', [26] = 'u',
+        [27] = 'u',   [28] = 'u',  [29] = 'u',  [30] = 'u',  [31] = 'u',
+};
+
+/* As dfr_sb_json_str(): "..." with what JSON requires escaped, or null. */
+static void
+jw_str(struct jw *w, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n;
+	char *o;
+
+	if (s == NULL) {
+		JW_LIT(w, "null");
+		return;
+	}
+	n = strlen(s);
+	if (!jw_need(w, n + 2))
+		return;
+	o = w->jw_p;
+	*o++ = '"';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch, e;
+
+#ifdef __SSE2__
+		/* Sixteen bytes at a time while none needs escaping. */
+		while (n - i >= 16) {
+			const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\');
+			const __m128i c = _mm_set1_epi8(0x1f);
+			__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+			__m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)),
+			                         _mm_cmpeq_epi8(_mm_max_epu8(x, c), c));
+
+			if (_mm_movemask_epi8(m) != 0)
+				break;
+			_mm_storeu_si128((__m128i *)(void *)o, x);
+			o += 16;
+			i += 16;
+		}
+		if (i >= n)
+			break;
+#endif
+		ch = (unsigned char)s[i];
+		e = jw_esc[ch];
+
+		if (e == 0) {
+			*o++ = (char)ch;
+			continue;
+		}
+		w->jw_p = o;
+		if (!jw_need(w, 6 + (n - i) + 1))
+			return;
+		o = w->jw_p;
+		*o++ = '\\';
+		*o++ = (char)e;
+		if (e == 'u') {
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[ch >> 4];
+			*o++ = hex[ch & 15];
+		}
+	}
+	*o++ = '"';
+	w->jw_p = o;
+}
+
+static inline void
+jw_uint(struct jw *w, unsigned long long v)
+{
+	char tmp[24];
+	size_t i = sizeof(tmp);
+
+	do
+		tmp[--i] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	jw_put(w, tmp + i, sizeof(tmp) - i);
+}
+
+static inline void
+jw_bool(struct jw *w, bool b)
+{
+	if (b)
+		JW_LIT(w, "true");
+	else
+		JW_LIT(w, "false");
+}
+
+static void
+record_json(struct jw *w, const struct dfr_record *r)
+{
+	size_t n = strlen(r->rec_name);
+
+	JW_LIT(w, "{\"id\":");
+	jw_str(w, r->rec_id);
+	JW_LIT(w, ",\"name\":\"");
+	/* Absolute with the trailing dot, so the parser never reads it as relative; a validated
+	 * name: nothing to escape. */
+	jw_put(w, r->rec_name, n);
+	if (!(n == 1 && r->rec_name[0] == '.'))
+		JW_LIT(w, ".");
+	JW_LIT(w, "\",\"type\":");
+	jw_str(w, dfr_rr_type_name(r->rec_type));
+	JW_LIT(w, ",\"value\":");
+	jw_str(w, r->rec_value);
+	JW_LIT(w, ",\"ttl\":");
+	jw_uint(w, r->rec_ttl);
+	JW_LIT(w, ",\"priority\":");
+	jw_uint(w, r->rec_priority);
+	JW_LIT(w, ",\"httpProxyEnabled\":");
+	jw_bool(w, r->rec_proxied);
+	JW_LIT(w, ",\"locationCode\":");
+	jw_str(w, r->rec_location);
+	JW_LIT(w, "}");
 }
 
 int
 dfr_cfg_domain_build_json(struct dfr_domain *dom)
 {
-	struct dfr_sb sb = {0};
 	const struct dfr_ssl *ssl = &dom->dom_ssl;
+	struct jw w = {0};
+	size_t cap;
 
 	/* The PEMs and the script are most of the bytes: one allocation up front. */
-	if (!sb_grow(&sb, 2048 + (ssl->ssl_cert_pem ? strlen(ssl->ssl_cert_pem) : 0) +
-	                          (ssl->ssl_key_pem ? strlen(ssl->ssl_key_pem) : 0) +
-	                          (dom->dom_lua_code ? strlen(dom->dom_lua_code) : 0) +
-	                          dom->dom_nrecords * 160))
+	cap = 2048 + (ssl->ssl_cert_pem ? strlen(ssl->ssl_cert_pem) : 0) +
+	      (ssl->ssl_key_pem ? strlen(ssl->ssl_key_pem) : 0) +
+	      (dom->dom_lua_code ? strlen(dom->dom_lua_code) : 0) +
+	      (dom->dom_antiddos_json ? strlen(dom->dom_antiddos_json) : 0) +
+	      dom->dom_nrecords * 200 + dom->dom_nlocations * 160;
+	if ((w.jw_buf = malloc(cap)) == NULL)
 		return DFR_ENOMEM;
+	w.jw_p = w.jw_buf;
+	w.jw_end = w.jw_buf + cap;
 
-	dfr_sb_puts(&sb, "{\"id\":");
-	dfr_sb_json_str(&sb, dom->dom_id);
-	sb_key(&sb, "domain", false);
-	dfr_sb_json_str(&sb, dom->dom_name);
-	sb_key(&sb, "description", false);
-	dfr_sb_json_str(&sb, dom->dom_description);
-	sb_key(&sb, "dnsRecords", false);
-	dfr_sb_putc(&sb, '[');
+	JW_LIT(&w, "{\"id\":");
+	jw_str(&w, dom->dom_id);
+	JW_LIT(&w, ",\"domain\":");
+	jw_str(&w, dom->dom_name);
+	JW_LIT(&w, ",\"description\":");
+	jw_str(&w, dom->dom_description);
+	JW_LIT(&w, ",\"dnsRecords\":[");
 	for (size_t i = 0; i < dom->dom_nrecords; i++) {
 		if (i > 0)
-			dfr_sb_putc(&sb, ',');
-		record_json(&sb, &dom->dom_records[i]);
+			JW_LIT(&w, ",");
+		record_json(&w, &dom->dom_records[i]);
 	}
-	dfr_sb_putc(&sb, ']');
-	sb_key(&sb, "geoDnsLocations", false);
-	dfr_sb_putc(&sb, '[');
+	JW_LIT(&w, "],\"geoDnsLocations\":[");
 	for (size_t i = 0; i < dom->dom_nlocations; i++) {
 		const struct dfr_location *l = &dom->dom_locations[i];
 
-		dfr_sb_puts(&sb, i > 0 ? ",{\"code\":" : "{\"code\":");
-		dfr_sb_json_str(&sb, l->loc_code);
-		sb_key(&sb, "name", false);
-		dfr_sb_json_str(&sb, l->loc_name);
-		sb_key(&sb, "type", false);
-		dfr_sb_json_str(&sb, loc_type_name(l->loc_type));
-		sb_key(&sb, "subdomain", false);
-		dfr_sb_json_str(&sb, l->loc_subdomain);
-		dfr_sb_putc(&sb, '}');
+		if (i > 0)
+			JW_LIT(&w, ",");
+		JW_LIT(&w, "{\"code\":");
+		jw_str(&w, l->loc_code);
+		JW_LIT(&w, ",\"name\":");
+		jw_str(&w, l->loc_name);
+		JW_LIT(&w, ",\"type\":");
+		jw_str(&w, loc_type_name(l->loc_type));
+		JW_LIT(&w, ",\"subdomain\":");
+		jw_str(&w, l->loc_subdomain);
+		JW_LIT(&w, "}");
 	}
-	dfr_sb_putc(&sb, ']');
-	dfr_sb_puts(&sb, ",\"httpProxy\":{\"type\":");
-	dfr_sb_json_str(&sb, http_type_name(dom->dom_http_type));
-	sb_key(&sb, "antiDDoS", false);
+	JW_LIT(&w, "],\"httpProxy\":{\"type\":");
+	jw_str(&w, http_type_name(dom->dom_http_type));
+	JW_LIT(&w, ",\"antiDDoS\":");
 	/* Already compact JSON printed by cJSON, which prints its own output back identically. */
-	dfr_sb_puts(&sb, dom->dom_antiddos_json != NULL ? dom->dom_antiddos_json : "null");
-	dfr_sb_puts(&sb, "},\"ssl\":{\"enabled\":");
-	dfr_sb_puts(&sb, ssl->ssl_enabled ? "true" : "false");
-	sb_key(&sb, "certificate", false);
-	dfr_sb_json_str(&sb, ssl->ssl_cert_pem);
-	sb_key(&sb, "privateKey", false);
-	dfr_sb_json_str(&sb, ssl->ssl_key_pem);
-	sb_key(&sb, "autoRenew", false);
-	dfr_sb_puts(&sb, ssl->ssl_auto_renew ? "true" : "false");
-	dfr_sb_puts(&sb, ",\"acmeHttpChallenge\":{\"token\":");
-	dfr_sb_json_str(&sb, ssl->ssl_acme_token != NULL ? ssl->ssl_acme_token : "");
-	sb_key(&sb, "keyAuthorization", false);
-	dfr_sb_json_str(&sb, ssl->ssl_acme_key_auth != NULL ? ssl->ssl_acme_key_auth : "");
-	dfr_sb_puts(&sb, "}},\"luaCode\":");
-	dfr_sb_json_str(&sb, dom->dom_lua_code);
-	dfr_sb_putc(&sb, '}');
-	if (sb.sb_err) {
-		if (sb.sb_buf != NULL)
-			explicit_bzero(sb.sb_buf, sb.sb_len);
-		free(sb.sb_buf);
+	if (dom->dom_antiddos_json != NULL)
+		jw_put(&w, dom->dom_antiddos_json, strlen(dom->dom_antiddos_json));
+	else
+		JW_LIT(&w, "null");
+	JW_LIT(&w, "},\"ssl\":{\"enabled\":");
+	jw_bool(&w, ssl->ssl_enabled);
+	JW_LIT(&w, ",\"certificate\":");
+	jw_str(&w, ssl->ssl_cert_pem);
+	JW_LIT(&w, ",\"privateKey\":");
+	jw_str(&w, ssl->ssl_key_pem);
+	JW_LIT(&w, ",\"autoRenew\":");
+	jw_bool(&w, ssl->ssl_auto_renew);
+	JW_LIT(&w, ",\"acmeHttpChallenge\":{\"token\":");
+	jw_str(&w, ssl->ssl_acme_token != NULL ? ssl->ssl_acme_token : "");
+	JW_LIT(&w, ",\"keyAuthorization\":");
+	jw_str(&w, ssl->ssl_acme_key_auth != NULL ? ssl->ssl_acme_key_auth : "");
+	JW_LIT(&w, "}},\"luaCode\":");
+	jw_str(&w, dom->dom_lua_code);
+	JW_LIT(&w, "}");
+	if (w.jw_err || !jw_need(&w, 1)) {
+		if (w.jw_buf != NULL) {
+			explicit_bzero(w.jw_buf, (size_t)(w.jw_p - w.jw_buf));
+			free(w.jw_buf);
+		}
 		return DFR_ENOMEM;
 	}
+	*w.jw_p = '\0';
 	free(dom->dom_json);
-	dom->dom_json = sb.sb_buf;
-	dom->dom_json_len = sb.sb_len;
+	dom->dom_json = w.jw_buf;
+	dom->dom_json_len = (size_t)(w.jw_p - w.jw_buf);
 	return DFR_OK;
 }
 

@@ -47,6 +47,21 @@ dfr_cfg_domain_free(struct dfr_domain *dom)
 {
 	if (dom == NULL)
 		return;
+	if (dom->dom_mem != NULL) {
+		/* A parsed domain: everything but its canonical JSON is in its arena, the domain
+		 * struct included. The key is a secret: do not leave it in freed memory, nor the
+		 * JSON that carries it. */
+		struct dfr_achunk *mem = dom->dom_mem;
+
+		if (dom->dom_ssl.ssl_key_pem != NULL) {
+			explicit_bzero(dom->dom_ssl.ssl_key_pem, strlen(dom->dom_ssl.ssl_key_pem));
+			if (dom->dom_json != NULL)
+				explicit_bzero(dom->dom_json, dom->dom_json_len);
+		}
+		free(dom->dom_json);
+		dfr_achunks_free(mem);
+		return;
+	}
 	for (size_t i = 0; i < dom->dom_nrecords; i++)
 		dfr_cfg_record_clear(&dom->dom_records[i]);
 	free(dom->dom_records);

@@ -1,9 +1,10 @@
 /*
  * The parser of the Core's poll answer (core-api.md) into the config model, and of the
  * canonical JSON of one domain or proxy (config_json.c writes it in the same shape, so one
- * parser serves both). cJSON builds the tree; this file validates and normalises every field so
- * no daemon has to. It does not fetch anything, keep state between polls, or decide what to do
- * with a config: that is syncd's job.
+ * parser serves both). config_jv.c reads the text with cJSON's grammar, the answer's domains
+ * one at a time (each tree dropped once its domain is built, on a second thread for a large
+ * answer); this file validates and normalises every field so no daemon has to. It does not fetch
+ * anything, keep state between polls, or decide what to do with a config: that is syncd's job.
  *
  * Policy: a whole answer fails (DFR_EPARSE, DFR_ELIMIT) only when it is not an answer at all.
  * Inside it, the smallest enclosing item that is wrong is dropped with a logged reason and
@@ -45,7 +46,8 @@
  *    later domain (answer order). Proxies: repeated id drops the later one.
  *  - ssl: a certificate and key that do not parse or do not match are dropped; if `prev` has a
  *    valid pair for the same domain id, that pair is kept (a bad renewal never removes HTTPS).
- *    A pair byte-identical to prev's is not checked again (10,000 domains per poll). The
+ *    A pair byte-identical to prev's is not checked again (10,000 domains per poll), and a
+ *    pair repeated in one answer is checked once (OpenSSL takes ~0.4 ms per RSA key). The
  *    canonical JSON read by dfr_domain_from_json() comes from syncd, which checked the pair:
  *    it is not checked again there (httpd loads it anyway).
  *  - Proxy ports must be JSON integers 1..65535; numeric strings are refused (the Core sends
@@ -57,13 +59,14 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <cjson/cJSON.h>
+#include <cjson/cJSON.h> /* antiDDoS is printed by cJSON, as before */
 
 #include "config.h"
 #include "config_int.h"
@@ -83,7 +86,29 @@ dfr_cfg_note(struct dfr_pctx *c, bool dropped, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	dfr_log_warn("%s", line);
+	if (!c->pc_hold) {
+		dfr_log_warn("%s", line);
+		return;
+	}
+	if (c->pc_held == NULL &&
+	    (c->pc_held = calloc(DFR_CFG_LOG_MAX, sizeof(*c->pc_held))) == NULL)
+		return;
+	if (c->pc_nheld < DFR_CFG_LOG_MAX && (c->pc_held[c->pc_nheld] = strdup(line)) != NULL)
+		c->pc_nheld++;
+}
+
+/* Logs (when `emit`) and frees the warnings held during a parse. */
+static void
+flush_held(struct dfr_pctx *c, bool emit)
+{
+	for (size_t i = 0; i < c->pc_nheld; i++) {
+		if (emit)
+			dfr_log_warn("%s", c->pc_held[i]);
+		free(c->pc_held[i]);
+	}
+	free(c->pc_held);
+	c->pc_held = NULL;
+	c->pc_nheld = 0;
 }
 
 /* A short printable excerpt of untrusted text for a log line. */
@@ -114,22 +139,24 @@ dfr_cfg_excerpt(const char *s, char *buf, size_t size)
 	} while (0)
 
 static int
-parse_locations(struct dfr_pctx *c, struct dfr_domain *dom, const cJSON *arr)
+parse_locations(struct dfr_pctx *c, struct dfr_domain *dom, const struct dfr_jv *arr)
 {
-	const cJSON *jl;
-	size_t n = (size_t)cJSON_GetArraySize(arr);
+	const struct dfr_jv *jl;
+	size_t n = arr->jv_n;
 
 	if (n == 0)
 		return DFR_OK;
-	if ((dom->dom_locations = calloc(n, sizeof(*dom->dom_locations))) == NULL)
+	if ((dom->dom_locations = dfr_arena_alloc(c->pc_ar, n * sizeof(*dom->dom_locations))) ==
+	    NULL)
 		return DFR_ENOMEM;
-	cJSON_ArrayForEach(jl, arr)
+	memset(dom->dom_locations, 0, n * sizeof(*dom->dom_locations));
+	jv_foreach(jl, arr)
 	{
 		struct dfr_location *l = &dom->dom_locations[dom->dom_nlocations];
 		const char *code = NULL, *name = NULL, *type = NULL, *sub = NULL;
 		char cb[64], vb[80];
 
-		if (!cJSON_IsObject(jl) || get_str(jl, "code", &code) != F_OK ||
+		if (!jv_is(jl, DFR_JV_OBJECT) || get_str(jl, "code", &code) != F_OK ||
 		    get_str(jl, "name", &name) == F_BAD || get_str(jl, "type", &type) == F_BAD ||
 		    get_str(jl, "subdomain", &sub) == F_BAD || strlen(code) > 63) {
 			drop(c,
@@ -155,9 +182,9 @@ parse_locations(struct dfr_pctx *c, struct dfr_domain *dom, const cJSON *arr)
 			l->loc_type = strlen(cb) == 2    ? DFR_LOC_COUNTRY
 			              : is_continent(cb) ? DFR_LOC_CONTINENT
 			                                 : DFR_LOC_CUSTOM;
-		l->loc_code = strdup(cb);
-		l->loc_name = strdup(name != NULL ? name : "");
-		l->loc_subdomain = xstrdup(sub);
+		l->loc_code = dfr_arena_strdup(c->pc_ar, cb);
+		l->loc_name = dfr_arena_strdup(c->pc_ar, name != NULL ? name : "");
+		l->loc_subdomain = dfr_arena_strdup(c->pc_ar, sub);
 		dom->dom_nlocations++;
 		if (l->loc_code == NULL || l->loc_name == NULL ||
 		    (sub != NULL && !l->loc_subdomain))
@@ -167,19 +194,19 @@ parse_locations(struct dfr_pctx *c, struct dfr_domain *dom, const cJSON *arr)
 }
 
 static int
-parse_records(struct dfr_pctx *c, struct dfr_domain *dom, const cJSON *arr)
+parse_records(struct dfr_pctx *c, struct dfr_domain *dom, const struct dfr_jv *arr)
 {
 	struct dfr_record *recs;
-	const cJSON *jr;
-	size_t n = (size_t)cJSON_GetArraySize(arr), k = 0, w = 0;
+	const struct dfr_jv *jr;
+	size_t n = arr->jv_n, k = 0, w = 0;
 	bool mixed = false;
 	int rc;
 
 	if (n == 0)
 		return DFR_OK;
-	if ((recs = dom->dom_records = calloc(n, sizeof(*recs))) == NULL)
+	if ((recs = dom->dom_records = dfr_arena_alloc(c->pc_ar, n * sizeof(*recs))) == NULL)
 		return DFR_ENOMEM;
-	cJSON_ArrayForEach(jr, arr)
+	jv_foreach(jr, arr)
 	{
 		/* dom_nrecords follows k so a failure frees what was parsed. */
 		if ((rc = dfr_cfg_parse_record(c, dom, jr, &recs[k])) == DFR_ENOMEM)
@@ -206,27 +233,151 @@ parse_records(struct dfr_pctx *c, struct dfr_domain *dom, const cJSON *arr)
 	return DFR_OK;
 }
 
+struct dfr_tls_seen {
+	uint64_t ts_hash;
+	char *ts_cert, *ts_key; /* copies; the key is zeroed before it is freed */
+	bool ts_ok;
+	char ts_why[128];
+};
+
+static uint64_t
+pem_hash(uint64_t h, const char *s)
+{
+	size_t n = strlen(s), i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, s + i, 8);
+		h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+		h ^= h >> 29;
+	}
+	for (; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 0x100000001B3ull;
+	return (h ^ n) * 0x9E3779B97F4A7C15ull;
+}
+
+/*
+ * dfr_cfg_tls_check() once per distinct pair in a parse: the verdict is a function of the bytes
+ * alone, and the same pair on many domains (a wildcard or multi-name certificate) is parsed by
+ * OpenSSL once, not once per domain (RSA key loading costs ~0.4 ms).
+ */
+static bool
+tls_check_once(struct dfr_pctx *c, const char *cert, const char *key, char *why, size_t whylen)
+{
+	struct dfr_tls_seen *t;
+	uint64_t h;
+
+	if (cert == NULL || key == NULL)
+		return dfr_cfg_tls_check(cert, key, why, whylen);
+	h = pem_hash(pem_hash(0x12345, cert), key);
+	for (size_t i = 0; i < c->pc_ntls; i++) {
+		t = &c->pc_tls[i];
+		if (t->ts_hash == h && strcmp(t->ts_cert, cert) == 0 && strcmp(t->ts_key, key) == 0) {
+			if (!t->ts_ok)
+				snprintf(why, whylen, "%s", t->ts_why);
+			return t->ts_ok;
+		}
+	}
+	if (c->pc_ntls == c->pc_tls_cap) {
+		size_t cap = c->pc_tls_cap ? c->pc_tls_cap * 2 : 16;
+
+		if ((t = realloc(c->pc_tls, cap * sizeof(*t))) == NULL)
+			return dfr_cfg_tls_check(cert, key, why, whylen);
+		c->pc_tls = t;
+		c->pc_tls_cap = cap;
+	}
+	t = &c->pc_tls[c->pc_ntls];
+	t->ts_hash = h;
+	t->ts_why[0] = '\0';
+	t->ts_ok = dfr_cfg_tls_check_cached(&c->pc_tlsc, cert, key, t->ts_why, sizeof(t->ts_why));
+	if (!t->ts_ok)
+		snprintf(why, whylen, "%s", t->ts_why);
+	if ((t->ts_cert = strdup(cert)) == NULL || (t->ts_key = strdup(key)) == NULL) {
+		free(t->ts_cert);
+		return t->ts_ok;
+	}
+	c->pc_ntls++;
+	return t->ts_ok;
+}
+
+static void
+tls_seen_free(struct dfr_pctx *c)
+{
+	for (size_t i = 0; i < c->pc_ntls; i++) {
+		explicit_bzero(c->pc_tls[i].ts_key, strlen(c->pc_tls[i].ts_key));
+		free(c->pc_tls[i].ts_cert);
+		free(c->pc_tls[i].ts_key);
+	}
+	free(c->pc_tls);
+	c->pc_tls = NULL;
+	c->pc_ntls = c->pc_tls_cap = 0;
+	dfr_cfg_tls_cache_free(&c->pc_tlsc);
+}
+
+/* httpProxy.antiDDoS as cJSON prints it compact (what dom_antiddos_json always held), into the
+ * domain's arena. Domains mostly share one text: the last one is remembered. */
+static char *
+antiddos_json(struct dfr_pctx *c, const struct dfr_jv *anti)
+{
+	char *out;
+
+	if (c->pc_anti_raw == NULL || c->pc_anti_rawlen != anti->jv_rawlen ||
+	    memcmp(c->pc_anti_raw, anti->jv_raw, anti->jv_rawlen) != 0) {
+		cJSON *t = cJSON_ParseWithLength(anti->jv_raw, anti->jv_rawlen);
+		char *p = t != NULL ? cJSON_PrintUnformatted(t) : NULL;
+		char *raw = malloc(anti->jv_rawlen + 1);
+
+		cJSON_Delete(t);
+		if (p == NULL || raw == NULL) {
+			free(p);
+			free(raw);
+			return NULL;
+		}
+		memcpy(raw, anti->jv_raw, anti->jv_rawlen);
+		free(c->pc_anti_raw);
+		free(c->pc_anti_out);
+		c->pc_anti_raw = raw;
+		c->pc_anti_rawlen = anti->jv_rawlen;
+		c->pc_anti_out = p;
+		c->pc_anti_outlen = strlen(p);
+	}
+	if ((out = dfr_arena_alloc_raw(c->pc_ar, c->pc_anti_outlen + 1)) != NULL)
+		memcpy(out, c->pc_anti_out, c->pc_anti_outlen + 1);
+	return out;
+}
+
+static void
+pctx_free(struct dfr_pctx *c, bool emit)
+{
+	flush_held(c, emit);
+	tls_seen_free(c);
+	free(c->pc_anti_raw);
+	free(c->pc_anti_out);
+	c->pc_anti_raw = c->pc_anti_out = NULL;
+}
+
 static int
-parse_ssl(struct dfr_pctx *c, struct dfr_domain *dom, const cJSON *js)
+parse_ssl(struct dfr_pctx *c, struct dfr_domain *dom, const struct dfr_jv *js)
 {
 	struct dfr_ssl *ssl = &dom->dom_ssl;
 	const struct dfr_domain *old;
 	const char *cert = NULL, *key = NULL, *tok = NULL, *ka = NULL;
 	enum dfr_field fc, fk;
-	const cJSON *acme;
+	const struct dfr_jv *acme;
 	char why[128];
 
 	if (get_bool(js, "enabled", &ssl->ssl_enabled) == F_BAD ||
 	    get_bool(js, "autoRenew", &ssl->ssl_auto_renew) == F_BAD)
 		return 1;
-	acme = cJSON_GetObjectItemCaseSensitive(js, "acmeHttpChallenge");
-	if (acme != NULL && !cJSON_IsNull(acme)) {
-		if (!cJSON_IsObject(acme) || get_str(acme, "token", &tok) == F_BAD ||
+	acme = dfr_jv_get(js, "acmeHttpChallenge");
+	if (acme != NULL && acme->jv_type != DFR_JV_NULL) {
+		if (acme->jv_type != DFR_JV_OBJECT || get_str(acme, "token", &tok) == F_BAD ||
 		    get_str(acme, "keyAuthorization", &ka) == F_BAD)
 			return 1;
 		if (tok != NULL && *tok != '\0') {
-			ssl->ssl_acme_token = strdup(tok);
-			ssl->ssl_acme_key_auth = strdup(ka != NULL ? ka : "");
+			ssl->ssl_acme_token = dfr_arena_strdup(c->pc_ar, tok);
+			ssl->ssl_acme_key_auth = dfr_arena_strdup(c->pc_ar, ka != NULL ? ka : "");
 			if (ssl->ssl_acme_token == NULL || ssl->ssl_acme_key_auth == NULL)
 				return DFR_ENOMEM;
 		}
@@ -248,7 +399,7 @@ parse_ssl(struct dfr_pctx *c, struct dfr_domain *dom, const cJSON *js)
 	           strcmp(old->dom_ssl.ssl_cert_pem, cert) == 0 &&
 	           strcmp(old->dom_ssl.ssl_key_pem, key) == 0) {
 		why[0] = '\0'; /* checked when it first came */
-	} else if (c->pc_verify_tls && !dfr_cfg_tls_check(cert, key, why, sizeof(why))) {
+	} else if (c->pc_verify_tls && !tls_check_once(c, cert, key, why, sizeof(why))) {
 		; /* why is set */
 	} else if (!c->pc_verify_tls && (cert == NULL || key == NULL)) {
 		snprintf(why, sizeof(why), "%s",
@@ -264,32 +415,57 @@ parse_ssl(struct dfr_pctx *c, struct dfr_domain *dom, const cJSON *js)
 		cert = old->dom_ssl.ssl_cert_pem;
 		key = old->dom_ssl.ssl_key_pem;
 	}
-	ssl->ssl_cert_pem = strdup(cert);
-	ssl->ssl_key_pem = strdup(key);
+	ssl->ssl_cert_pem = dfr_arena_strdup(c->pc_ar, cert);
+	ssl->ssl_key_pem = dfr_arena_strdup(c->pc_ar, key);
 	if (ssl->ssl_cert_pem == NULL || ssl->ssl_key_pem == NULL)
 		return DFR_ENOMEM;
 	return DFR_OK;
 }
 
+/* The first chunk of a domain's arena: its text length bounds what it keeps (names made
+ * absolute are paid for by the keys and quotes they no longer need); more chunks if not. */
+static size_t
+domain_mem_estimate(const struct dfr_jv *jd)
+{
+	const struct dfr_jv *recs = dfr_jv_get(jd, "dnsRecords");
+	const struct dfr_jv *locs = dfr_jv_get(jd, "geoDnsLocations");
+	size_t n = sizeof(struct dfr_domain) + 256;
+
+	n += jd->jv_rawlen < (256u << 10) ? jd->jv_rawlen : (256u << 10);
+	if (jv_is(recs, DFR_JV_ARRAY))
+		n += recs->jv_n * (sizeof(struct dfr_record) + 24);
+	if (jv_is(locs, DFR_JV_ARRAY))
+		n += locs->jv_n * (sizeof(struct dfr_location) + 24);
+	return n;
+}
+
 /*
  * Parses one domain object. Returns the domain (one reference) or NULL with *rc = 1 when it was
- * dropped (logged, counted), DFR_ENOMEM when memory ran out.
+ * dropped (logged, counted), DFR_ENOMEM when memory ran out. The domain and everything it holds
+ * but its canonical JSON live in one arena (dom_mem).
  */
 static struct dfr_domain *
-parse_domain(struct dfr_pctx *c, const cJSON *jd, size_t idx, int *rc)
+parse_domain(struct dfr_pctx *c, const struct dfr_jv *jd, size_t idx, int *rc)
 {
-	struct dfr_domain *dom = calloc(1, sizeof(*dom));
+	struct dfr_arena ar;
+	struct dfr_domain *dom;
 	const char *id = NULL, *name = NULL, *desc = NULL, *lua = NULL, *ht = NULL;
-	const cJSON *recs, *locs, *hp, *ssl, *anti;
+	const struct dfr_jv *recs, *locs, *hp, *ssl, *anti;
 	char nb[DFR_CFG_MAX_NAME + 2], vb[80];
 	bool dot;
 	int r;
 
 	*rc = DFR_ENOMEM;
-	if (dom == NULL)
+	if (!dfr_arena_init(&ar, jv_is(jd, DFR_JV_OBJECT) ? domain_mem_estimate(jd) : 256))
 		return NULL;
+	if ((dom = dfr_arena_alloc(&ar, sizeof(*dom))) == NULL) {
+		dfr_arena_free(&ar);
+		return NULL;
+	}
+	memset(dom, 0, sizeof(*dom));
+	c->pc_ar = &ar;
 	dom->dom_refs = 1;
-	if (!cJSON_IsObject(jd)) {
+	if (!jv_is(jd, DFR_JV_OBJECT)) {
 		drop(c, "config, domain #%zu dropped (not an object)", idx);
 		goto bad;
 	}
@@ -297,31 +473,31 @@ parse_domain(struct dfr_pctx *c, const cJSON *jd, size_t idx, int *rc)
 		drop(c, "config, domain #%zu dropped (no id)", idx);
 		goto bad;
 	}
-	if ((dom->dom_id = strdup(id)) == NULL)
+	if ((dom->dom_id = dfr_arena_strdup(&ar, id)) == NULL)
 		goto enomem;
 	if (get_str(jd, "domain", &name) != F_OK)
 		DOM_DROP("no domain name");
 	if (!name_fold(name, nb, &dot) || !name_is_valid(nb, false))
 		DOM_DROP("\"%s\" is not a valid zone name", dfr_cfg_excerpt(name, vb, sizeof(vb)));
-	if ((dom->dom_name = strdup(nb)) == NULL)
+	if ((dom->dom_name = dfr_arena_strdup(&ar, nb)) == NULL)
 		goto enomem;
 	if (get_str(jd, "description", &desc) == F_BAD)
 		DOM_DROP("description is not a string");
-	if ((dom->dom_description = strdup(desc != NULL ? desc : "")) == NULL)
+	if ((dom->dom_description = dfr_arena_strdup(&ar, desc != NULL ? desc : "")) == NULL)
 		goto enomem;
 
-	locs = cJSON_GetObjectItemCaseSensitive(jd, "geoDnsLocations");
-	if (locs != NULL && !cJSON_IsNull(locs) && !cJSON_IsArray(locs))
+	locs = dfr_jv_get(jd, "geoDnsLocations");
+	if (locs != NULL && locs->jv_type != DFR_JV_NULL && locs->jv_type != DFR_JV_ARRAY)
 		DOM_DROP("geoDnsLocations is not an array");
-	if (cJSON_IsArray(locs) && parse_locations(c, dom, locs) != DFR_OK)
+	if (jv_is(locs, DFR_JV_ARRAY) && parse_locations(c, dom, locs) != DFR_OK)
 		goto enomem;
-	recs = cJSON_GetObjectItemCaseSensitive(jd, "dnsRecords");
-	if (recs != NULL && !cJSON_IsNull(recs) && !cJSON_IsArray(recs))
+	recs = dfr_jv_get(jd, "dnsRecords");
+	if (recs != NULL && recs->jv_type != DFR_JV_NULL && recs->jv_type != DFR_JV_ARRAY)
 		DOM_DROP("dnsRecords is not an array");
 
-	hp = cJSON_GetObjectItemCaseSensitive(jd, "httpProxy");
-	if (hp != NULL && !cJSON_IsNull(hp)) {
-		if (!cJSON_IsObject(hp) || get_str(hp, "type", &ht) == F_BAD)
+	hp = dfr_jv_get(jd, "httpProxy");
+	if (hp != NULL && hp->jv_type != DFR_JV_NULL) {
+		if (hp->jv_type != DFR_JV_OBJECT || get_str(hp, "type", &ht) == F_BAD)
 			DOM_DROP("httpProxy is not an object with a string type");
 		if (ht == NULL || strcasecmp(ht, "both") == 0)
 			dom->dom_http_type = DFR_HTTP_BOTH;
@@ -334,17 +510,17 @@ parse_domain(struct dfr_pctx *c, const cJSON *jd, size_t idx, int *rc)
 			             "config, domain %s httpProxy.type \"%s\" unknown, taken as "
 			             "both",
 			             dom->dom_name, dfr_cfg_excerpt(ht, vb, sizeof(vb)));
-		anti = cJSON_GetObjectItemCaseSensitive(hp, "antiDDoS");
-		if (anti != NULL && !cJSON_IsNull(anti)) {
-			if (!cJSON_IsObject(anti))
+		anti = dfr_jv_get(hp, "antiDDoS");
+		if (anti != NULL && anti->jv_type != DFR_JV_NULL) {
+			if (anti->jv_type != DFR_JV_OBJECT)
 				DOM_DROP("httpProxy.antiDDoS is not an object");
-			if ((dom->dom_antiddos_json = cJSON_PrintUnformatted(anti)) == NULL)
+			if ((dom->dom_antiddos_json = antiddos_json(c, anti)) == NULL)
 				goto enomem;
 		}
 	}
-	ssl = cJSON_GetObjectItemCaseSensitive(jd, "ssl");
-	if (ssl != NULL && !cJSON_IsNull(ssl)) {
-		if (!cJSON_IsObject(ssl))
+	ssl = dfr_jv_get(jd, "ssl");
+	if (ssl != NULL && ssl->jv_type != DFR_JV_NULL) {
+		if (ssl->jv_type != DFR_JV_OBJECT)
 			DOM_DROP("ssl is not an object");
 		if ((r = parse_ssl(c, dom, ssl)) == DFR_ENOMEM)
 			goto enomem;
@@ -353,23 +529,28 @@ parse_domain(struct dfr_pctx *c, const cJSON *jd, size_t idx, int *rc)
 	}
 	if (get_str(jd, "luaCode", &lua) == F_BAD)
 		DOM_DROP("luaCode is not a string");
-	if (lua != NULL && *lua != '\0' && (dom->dom_lua_code = strdup(lua)) == NULL)
+	if (lua != NULL && *lua != '\0' && (dom->dom_lua_code = dfr_arena_strdup(&ar, lua)) == NULL)
 		goto enomem;
 	/* Records last: the cheap domain-level checks may drop the domain before them. */
-	if (cJSON_IsArray(recs) && parse_records(c, dom, recs) != DFR_OK)
+	if (jv_is(recs, DFR_JV_ARRAY) && parse_records(c, dom, recs) != DFR_OK)
 		goto enomem;
+	dom->dom_mem = ar.ar_head;
 	if (dfr_cfg_domain_build_json(dom) != DFR_OK)
 		goto enomem;
+	c->pc_ar = NULL;
 	*rc = DFR_OK;
 	return dom;
 enomem:
 	dfr_log_err("config, domain %s dropped (out of memory)", dom->dom_id ? dom->dom_id : "?");
 	*rc = DFR_ENOMEM;
-	dfr_cfg_domain_free(dom);
-	return NULL;
+	goto out;
 bad:
 	*rc = 1;
-	dfr_cfg_domain_free(dom);
+out:
+	c->pc_ar = NULL;
+	if (dom->dom_ssl.ssl_key_pem != NULL)
+		explicit_bzero(dom->dom_ssl.ssl_key_pem, strlen(dom->dom_ssl.ssl_key_pem));
+	dfr_arena_free(&ar);
 	return NULL;
 }
 
@@ -382,7 +563,7 @@ bad:
 	} while (0)
 
 static bool
-port_of(const cJSON *jp, const char *k, uint16_t *out)
+port_of(const struct dfr_jv *jp, const char *k, uint16_t *out)
 {
 	double d;
 
@@ -393,7 +574,7 @@ port_of(const cJSON *jp, const char *k, uint16_t *out)
 }
 
 static struct dfr_proxy *
-parse_proxy(struct dfr_pctx *c, const cJSON *jp, size_t idx, int *rc)
+parse_proxy(struct dfr_pctx *c, const struct dfr_jv *jp, size_t idx, int *rc)
 {
 	struct dfr_proxy *px = calloc(1, sizeof(*px));
 	const char *id = NULL, *name = NULL, *type = NULL, *host = NULL;
@@ -406,7 +587,7 @@ parse_proxy(struct dfr_pctx *c, const cJSON *jp, size_t idx, int *rc)
 		return NULL;
 	px->px_refs = 1;
 	px->px_enabled = true;
-	if (!cJSON_IsObject(jp) || get_str(jp, "id", &id) != F_OK || *id == '\0') {
+	if (!jv_is(jp, DFR_JV_OBJECT) || get_str(jp, "id", &id) != F_OK || *id == '\0') {
 		drop(c, "config, proxy #%zu dropped (not an object with an id)", idx);
 		goto bad;
 	}
@@ -592,11 +773,17 @@ set_why(const char *what, char *why, size_t whylen, const char *fmt, ...)
 		snprintf(why, whylen, "%s", line);
 }
 
-static cJSON *
-parse_tree(const char *what, const char *json, size_t len, char *why, size_t whylen, int *rc)
+/* Parses the whole text into `ar` (nodes) with cJSON's grammar and the checks parse_tree() always
+ * made: no trailing bytes, an object at the root. With `fn`, the root's first "domains" array is
+ * streamed to it (see dfr_jv_parse()). */
+static struct dfr_jv *
+parse_tree(const char *what, const char *json, size_t len, struct dfr_arena *ar,
+           dfr_jv_elem_fn fn, void *arg, struct dfr_arena **elem_ar, char *why, size_t whylen,
+           int *rc)
 {
-	const char *end = NULL;
-	cJSON *root;
+	struct dfr_jv *root;
+	size_t end = 0;
+	int cb_rc = DFR_OK;
 
 	*rc = DFR_EPARSE;
 	if (json == NULL) {
@@ -608,64 +795,310 @@ parse_tree(const char *what, const char *json, size_t len, char *why, size_t why
 		set_why(what, why, whylen, "%zu bytes, more than %u", len, DFR_CFG_MAX_ANSWER);
 		return NULL;
 	}
-	root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+	root = dfr_jv_parse(json, len, ar, fn, arg, elem_ar, &end, &cb_rc);
 	if (root == NULL) {
-		/* cJSON sets `end` to the error position (its global error pointer is not
-		 * thread-safe, and this runs on any thread). */
-		set_why(what, why, whylen, "not JSON, error near byte %zu",
-		        end != NULL && end >= json && end <= json + len ? (size_t)(end - json)
-		                                                        : len);
+		set_why(what, why, whylen, "not JSON, error near byte %zu", end);
 		return NULL;
 	}
-	for (; end != NULL && end < json + len; end++)
-		if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r')
+	for (; end < len; end++)
+		if (json[end] != ' ' && json[end] != '\t' && json[end] != '\n' && json[end] != '\r')
 			break;
-	if (end != NULL && end < json + len) {
-		set_why(what, why, whylen, "not JSON, trailing bytes after byte %zu",
-		        (size_t)(end - json));
-		cJSON_Delete(root);
+	if (end < len) {
+		set_why(what, why, whylen, "not JSON, trailing bytes after byte %zu", end);
 		return NULL;
 	}
-	if (!cJSON_IsObject(root)) {
+	if (root->jv_type != DFR_JV_OBJECT) {
 		set_why(what, why, whylen, "not a JSON object");
-		cJSON_Delete(root);
 		return NULL;
 	}
-	*rc = DFR_OK;
+	*rc = cb_rc;
 	return root;
+}
+
+/*
+ * The domains of a poll answer as the reader meets them. A large answer is read and built on two
+ * threads: the caller's thread reads the text into element trees, batch after batch, and a
+ * worker turns each tree into a struct dfr_domain (validation, normalisation, canonical JSON) in
+ * answer order, so the drop reasons, the record budget and the result are those of one thread.
+ */
+#define DOM_BATCH 64               /* domains in a batch, or fewer if their text passes: */
+#define DOM_BATCH_BYTES (1u << 20)
+#define DOM_BATCHES 4              /* in flight at most: bounds the trees held in memory */
+#define DOM_THREAD_MIN (1u << 20) /* below this an answer is built on the caller's thread */
+
+struct dom_batch {
+	struct dom_batch *b_next;
+	struct dfr_arena b_ar;
+	const struct dfr_jv *b_el[DOM_BATCH];
+	size_t b_idx[DOM_BATCH];
+	size_t b_n;
+	size_t b_bytes; /* text of the domains in it */
+};
+
+struct dom_sink {
+	struct dfr_pctx *ds_c;
+	struct dfr_domain **ds_doms;
+	size_t ds_n, ds_cap;
+	int ds_rc;                  /* DFR_ENOMEM once memory ran out */
+	struct dfr_arena *ds_cur_ar; /* where the reader puts the next element */
+	/* two threads */
+	bool ds_threaded;
+	pthread_t ds_thread;
+	pthread_mutex_t ds_mu;
+	pthread_cond_t ds_cv;
+	struct dom_batch *ds_cur;               /* being filled by the reader */
+	struct dom_batch *ds_full, **ds_full_tail; /* waiting for the worker */
+	struct dom_batch *ds_free;
+	size_t ds_nbatches;
+	bool ds_done; /* the reader has finished */
+	struct dfr_arena ds_single; /* one thread: the element arena */
+};
+
+/* Builds one domain (worker, or the caller's thread). */
+static void
+sink_build(struct dom_sink *s, const struct dfr_jv *jd, size_t idx)
+{
+	struct dfr_domain *dom;
+	int rc;
+
+	if (s->ds_rc != DFR_OK)
+		return;
+	if (s->ds_n == s->ds_cap) {
+		size_t cap = s->ds_cap ? s->ds_cap * 2 : 1024;
+		struct dfr_domain **p = realloc(s->ds_doms, cap * sizeof(*p));
+
+		if (p == NULL) {
+			s->ds_rc = DFR_ENOMEM;
+			return;
+		}
+		s->ds_doms = p;
+		s->ds_cap = cap;
+	}
+	dom = parse_domain(s->ds_c, jd, idx, &rc);
+	if (rc == DFR_ENOMEM)
+		s->ds_rc = rc;
+	else if (dom != NULL)
+		s->ds_doms[s->ds_n++] = dom;
+}
+
+static void *
+sink_worker(void *arg)
+{
+	struct dom_sink *s = arg;
+
+	pthread_mutex_lock(&s->ds_mu);
+	for (;;) {
+		struct dom_batch *b = s->ds_full;
+
+		if (b == NULL) {
+			if (s->ds_done)
+				break;
+			pthread_cond_wait(&s->ds_cv, &s->ds_mu);
+			continue;
+		}
+		if ((s->ds_full = b->b_next) == NULL)
+			s->ds_full_tail = &s->ds_full;
+		pthread_mutex_unlock(&s->ds_mu);
+		for (size_t i = 0; i < b->b_n; i++)
+			sink_build(s, b->b_el[i], b->b_idx[i]);
+		b->b_n = 0;
+		b->b_bytes = 0;
+		dfr_arena_reset(&b->b_ar);
+		pthread_mutex_lock(&s->ds_mu);
+		b->b_next = s->ds_free;
+		s->ds_free = b;
+		pthread_cond_broadcast(&s->ds_cv);
+	}
+	pthread_mutex_unlock(&s->ds_mu);
+	return NULL;
+}
+
+/* Hands the batch being filled to the worker and takes an empty one (NULL: out of memory). */
+static struct dom_batch *
+sink_submit(struct dom_sink *s)
+{
+	struct dom_batch *b = s->ds_cur, *nb = NULL;
+
+	pthread_mutex_lock(&s->ds_mu);
+	if (b != NULL && b->b_n > 0) {
+		b->b_next = NULL;
+		*s->ds_full_tail = b;
+		s->ds_full_tail = &b->b_next;
+		pthread_cond_broadcast(&s->ds_cv);
+		b = NULL;
+	}
+	while (b == NULL && s->ds_free == NULL && s->ds_nbatches >= DOM_BATCHES)
+		pthread_cond_wait(&s->ds_cv, &s->ds_mu);
+	if (b == NULL && s->ds_free != NULL) {
+		b = s->ds_free;
+		s->ds_free = b->b_next;
+	}
+	pthread_mutex_unlock(&s->ds_mu);
+	if (b == NULL && (nb = calloc(1, sizeof(*nb))) != NULL) {
+		if (!dfr_arena_init(&nb->b_ar, 512u << 10)) {
+			free(nb);
+			nb = NULL;
+		} else {
+			s->ds_nbatches++; /* only the reader changes it */
+			b = nb;
+		}
+	}
+	s->ds_cur = b;
+	return b;
+}
+
+static int
+domain_elem(void *arg, const struct dfr_jv *jd, size_t idx)
+{
+	struct dom_sink *s = arg;
+	struct dom_batch *b = s->ds_cur;
+
+	if (!s->ds_threaded) {
+		sink_build(s, jd, idx);
+		dfr_arena_reset(&s->ds_single);
+		return s->ds_rc;
+	}
+	b->b_el[b->b_n] = jd;
+	b->b_idx[b->b_n] = idx;
+	b->b_bytes += jd->jv_type == DFR_JV_OBJECT ? jd->jv_rawlen : 0;
+	if (++b->b_n < DOM_BATCH && b->b_bytes < DOM_BATCH_BYTES)
+		return DFR_OK;
+	if ((b = sink_submit(s)) == NULL) {
+		/* The worker still owns every batch made; stop handing it more. */
+		s->ds_cur_ar = &s->ds_single;
+		return DFR_ENOMEM;
+	}
+	s->ds_cur_ar = &b->b_ar;
+	return DFR_OK;
+}
+
+static bool
+sink_start(struct dom_sink *s, struct dfr_pctx *c, size_t len)
+{
+	memset(s, 0, sizeof(*s));
+	s->ds_c = c;
+	s->ds_full_tail = &s->ds_full;
+	if (!dfr_arena_init(&s->ds_single, 64u << 10))
+		return false;
+	s->ds_cur_ar = &s->ds_single;
+	if (len < DOM_THREAD_MIN)
+		return true;
+	if (pthread_mutex_init(&s->ds_mu, NULL) != 0)
+		return true;
+	if (pthread_cond_init(&s->ds_cv, NULL) != 0) {
+		pthread_mutex_destroy(&s->ds_mu);
+		return true;
+	}
+	s->ds_threaded = true;
+	if (sink_submit(s) == NULL || dfr_cfg_thread_start(&s->ds_thread, sink_worker, s) != 0) {
+		s->ds_threaded = false;
+		if (s->ds_cur != NULL) {
+			dfr_arena_free(&s->ds_cur->b_ar);
+			free(s->ds_cur);
+			s->ds_cur = NULL;
+		}
+		pthread_cond_destroy(&s->ds_cv);
+		pthread_mutex_destroy(&s->ds_mu);
+		return true;
+	}
+	s->ds_cur_ar = &s->ds_cur->b_ar;
+	return true;
+}
+
+/* Waits until every element read has been built; the worker is gone after. */
+static void
+sink_finish(struct dom_sink *s)
+{
+	struct dom_batch *b;
+
+	if (!s->ds_threaded)
+		return;
+	pthread_mutex_lock(&s->ds_mu);
+	if ((b = s->ds_cur) != NULL && b->b_n > 0) {
+		b->b_next = NULL;
+		*s->ds_full_tail = b;
+		s->ds_full_tail = &b->b_next;
+	} else if (b != NULL) {
+		b->b_next = s->ds_free;
+		s->ds_free = b;
+	}
+	s->ds_cur = NULL;
+	s->ds_done = true;
+	pthread_cond_broadcast(&s->ds_cv);
+	pthread_mutex_unlock(&s->ds_mu);
+	pthread_join(s->ds_thread, NULL);
+	while ((b = s->ds_free) != NULL) {
+		s->ds_free = b->b_next;
+		dfr_arena_free(&b->b_ar);
+		free(b);
+	}
+	pthread_cond_destroy(&s->ds_cv);
+	pthread_mutex_destroy(&s->ds_mu);
+	s->ds_threaded = false;
+}
+
+/* Frees what the sink still holds (the domains not taken). */
+static void
+sink_free(struct dom_sink *s)
+{
+	sink_finish(s);
+	for (size_t i = 0; i < s->ds_n; i++)
+		dfr_domain_unref(s->ds_doms[i]);
+	free(s->ds_doms);
+	s->ds_doms = NULL;
+	s->ds_n = 0;
+	dfr_arena_free(&s->ds_single);
 }
 
 int
 dfr_config_parse(const char *json, size_t len, const struct dfr_config *prev,
                  struct dfr_config **out, char *why, size_t whylen)
 {
-	struct dfr_pctx c = {.pc_prev = prev, .pc_verify_tls = true};
+	struct dfr_pctx c = {.pc_prev = prev, .pc_verify_tls = true, .pc_hold = true};
+	struct dom_sink sink;
+	struct dfr_arena ar;
 	struct dfr_config *cfg = NULL;
-	const cJSON *doms, *pxs, *ag, *it;
-	cJSON *root;
+	const struct dfr_jv *doms, *pxs, *ag, *it;
+	struct dfr_jv *root = NULL;
 	const char *s;
 	double d;
 	size_t i;
 	int rc;
 
-	if ((root = parse_tree("poll answer", json, len, why, whylen, &rc)) == NULL)
-		return rc;
+	if (!dfr_arena_init(&ar, 64u << 10))
+		return DFR_ENOMEM;
+	if (!sink_start(&sink, &c, len)) {
+		dfr_arena_free(&ar);
+		return DFR_ENOMEM;
+	}
+	/* The domains are parsed as they come; what they logged is held until the answer as a
+	 * whole is known to be one. */
+	root = parse_tree("poll answer", json, len, &ar, domain_elem, &sink, &sink.ds_cur_ar, why,
+	                  whylen, &rc);
+	sink_finish(&sink);
+	if (root == NULL)
+		goto out;
+	if (rc == DFR_OK)
+		rc = sink.ds_rc;
+	if (rc != DFR_OK)
+		goto out; /* DFR_ENOMEM from a domain */
 	rc = DFR_EPARSE;
-	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "success"))) {
+	if (!jv_is(dfr_jv_get(root, "success"), DFR_JV_TRUE)) {
 		set_why("poll answer", why, whylen, "\"success\" is not true");
 		goto out;
 	}
-	doms = cJSON_GetObjectItemCaseSensitive(root, "domains");
-	pxs = cJSON_GetObjectItemCaseSensitive(root, "proxies");
-	if ((doms != NULL && !cJSON_IsArray(doms)) || (pxs != NULL && !cJSON_IsArray(pxs))) {
+	doms = dfr_jv_get(root, "domains");
+	pxs = dfr_jv_get(root, "proxies");
+	if ((doms != NULL && doms->jv_type != DFR_JV_ARRAY) ||
+	    (pxs != NULL && pxs->jv_type != DFR_JV_ARRAY)) {
 		set_why("poll answer", why, whylen, "\"domains\" or \"proxies\" is not an array");
 		goto out;
 	}
 	rc = DFR_ENOMEM;
 	if ((cfg = dfr_cfg_alloc()) == NULL)
 		goto out;
-	ag = cJSON_GetObjectItemCaseSensitive(root, "agent");
-	if (cJSON_IsObject(ag)) {
+	ag = dfr_jv_get(root, "agent");
+	if (jv_is(ag, DFR_JV_OBJECT)) {
 		if (get_str(ag, "id", &s) == F_OK && (cfg->cfg_agent.ag_id = strdup(s)) == NULL)
 			goto out;
 		if (get_str(ag, "name", &s) == F_OK && (cfg->cfg_agent.ag_name = strdup(s)) == NULL)
@@ -680,34 +1113,17 @@ dfr_config_parse(const char *json, size_t len, const struct dfr_config *prev,
 	if (get_num(root, "generation", &d) == F_OK)
 		cfg->cfg_generation = clamp_u(d, UINT64_MAX);
 
-	if (doms != NULL && doms->child != NULL) {
-		size_t n = (size_t)cJSON_GetArraySize(doms);
-
-		if ((cfg->cfg_domains = calloc(n, sizeof(*cfg->cfg_domains))) == NULL)
+	cfg->cfg_domains = sink.ds_doms;
+	cfg->cfg_ndomains = sink.ds_n;
+	sink.ds_doms = NULL;
+	sink.ds_n = 0;
+	if (dedupe(&c, (void **)cfg->cfg_domains, &cfg->cfg_ndomains, true) != DFR_OK)
+		goto out;
+	if (pxs != NULL && pxs->jv_n > 0) {
+		if ((cfg->cfg_proxies = calloc(pxs->jv_n, sizeof(*cfg->cfg_proxies))) == NULL)
 			goto out;
 		i = 0;
-		cJSON_ArrayForEach(it, doms)
-		{
-			struct dfr_domain *dom = parse_domain(&c, it, i++, &rc);
-
-			if (rc == DFR_ENOMEM)
-				goto out;
-			if (dom != NULL)
-				cfg->cfg_domains[cfg->cfg_ndomains++] = dom;
-		}
-		if (dedupe(&c, (void **)cfg->cfg_domains, &cfg->cfg_ndomains, true) != DFR_OK) {
-			rc = DFR_ENOMEM;
-			goto out;
-		}
-	}
-	if (pxs != NULL && pxs->child != NULL) {
-		size_t n = (size_t)cJSON_GetArraySize(pxs);
-
-		rc = DFR_ENOMEM;
-		if ((cfg->cfg_proxies = calloc(n, sizeof(*cfg->cfg_proxies))) == NULL)
-			goto out;
-		i = 0;
-		cJSON_ArrayForEach(it, pxs)
+		jv_foreach(it, pxs)
 		{
 			struct dfr_proxy *px = parse_proxy(&c, it, i++, &rc);
 
@@ -716,10 +1132,9 @@ dfr_config_parse(const char *json, size_t len, const struct dfr_config *prev,
 			if (px != NULL)
 				cfg->cfg_proxies[cfg->cfg_nproxies++] = px;
 		}
-		if (dedupe(&c, (void **)cfg->cfg_proxies, &cfg->cfg_nproxies, false) != DFR_OK) {
-			rc = DFR_ENOMEM;
+		rc = DFR_ENOMEM;
+		if (dedupe(&c, (void **)cfg->cfg_proxies, &cfg->cfg_nproxies, false) != DFR_OK)
 			goto out;
-		}
 	}
 	for (i = 0; i < cfg->cfg_ndomains; i++)
 		cfg->cfg_nrecords += cfg->cfg_domains[i]->dom_nrecords;
@@ -728,14 +1143,17 @@ dfr_config_parse(const char *json, size_t len, const struct dfr_config *prev,
 	if (dfr_cfg_index_zones(cfg) != DFR_OK)
 		goto out;
 	rc = DFR_OK;
+	pctx_free(&c, true);
 	log_summary(&c);
 	*out = cfg;
 	cfg = NULL;
 out:
 	if (rc == DFR_ENOMEM)
 		set_why("poll answer", why, whylen, "out of memory");
+	pctx_free(&c, false);
+	sink_free(&sink);
 	dfr_config_unref(cfg);
-	cJSON_Delete(root);
+	dfr_arena_free(&ar);
 	return rc;
 }
 
@@ -743,15 +1161,20 @@ struct dfr_domain *
 dfr_domain_from_json(const char *json, size_t len)
 {
 	struct dfr_pctx c = {.pc_verify_tls = false};
-	struct dfr_domain *dom;
-	cJSON *root;
+	struct dfr_domain *dom = NULL;
+	struct dfr_arena ar;
+	struct dfr_jv *root;
 	int rc;
 
-	if ((root = parse_tree("domain JSON", json, len, NULL, 0, &rc)) == NULL)
+	if (!dfr_arena_init(&ar, len + 1024))
 		return NULL;
-	dom = parse_domain(&c, root, 0, &rc);
-	log_summary(&c);
-	cJSON_Delete(root);
+	if ((root = parse_tree("domain JSON", json, len, &ar, NULL, NULL, NULL, NULL, 0, &rc)) !=
+	    NULL) {
+		dom = parse_domain(&c, root, 0, &rc);
+		log_summary(&c);
+	}
+	pctx_free(&c, false);
+	dfr_arena_free(&ar);
 	return dom;
 }
 
@@ -759,14 +1182,19 @@ struct dfr_proxy *
 dfr_proxy_from_json(const char *json, size_t len)
 {
 	struct dfr_pctx c = {0};
-	struct dfr_proxy *px;
-	cJSON *root;
+	struct dfr_proxy *px = NULL;
+	struct dfr_arena ar;
+	struct dfr_jv *root;
 	int rc;
 
-	if ((root = parse_tree("proxy JSON", json, len, NULL, 0, &rc)) == NULL)
+	if (!dfr_arena_init(&ar, len + 1024))
 		return NULL;
-	px = parse_proxy(&c, root, 0, &rc);
-	log_summary(&c);
-	cJSON_Delete(root);
+	if ((root = parse_tree("proxy JSON", json, len, &ar, NULL, NULL, NULL, NULL, 0, &rc)) !=
+	    NULL) {
+		px = parse_proxy(&c, root, 0, &rc);
+		log_summary(&c);
+	}
+	pctx_free(&c, false);
+	dfr_arena_free(&ar);
 	return px;
 }

@@ -4,11 +4,17 @@
  * first certificate). It does not judge validity dates or names: an expired certificate still
  * serves better than none while the Core renews it, and httpd picks certificates by SNI itself.
  * Nothing of the key ever reaches a log line or `why`.
+ *
+ * OpenSSL 3 builds a decoder chain for each PEM_read_bio_PrivateKey() (~0.45 ms of 0.5 for an
+ * RSA key); a caller checking many pairs passes a cache where the chain is built once and reused
+ * (~0.02 ms a key). Only a key that chain decodes at once is taken from it; anything else goes
+ * through PEM_read_bio_PrivateKey() as before, so the verdicts are the same.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -27,8 +33,57 @@ no_passphrase(char *buf, int size, int rwflag, void *u)
 	return -1;
 }
 
+/* The key through the cached decoder chain, or NULL (then the caller takes the usual path). */
+static EVP_PKEY *
+key_fast(struct dfr_tls_cache *tc, const char *key_pem)
+{
+	const unsigned char *p = (const unsigned char *)key_pem;
+	size_t len = strlen(key_pem);
+	EVP_PKEY *key;
+
+	if (tc == NULL)
+		return NULL;
+	if (tc->tc_dctx == NULL && !tc->tc_failed) {
+		tc->tc_dctx = OSSL_DECODER_CTX_new_for_pkey(&tc->tc_key, "PEM", NULL, NULL,
+		                                            EVP_PKEY_KEYPAIR, NULL, NULL);
+		if (tc->tc_dctx == NULL ||
+		    OSSL_DECODER_CTX_set_pem_password_cb(tc->tc_dctx, no_passphrase, NULL) != 1) {
+			OSSL_DECODER_CTX_free(tc->tc_dctx);
+			tc->tc_dctx = NULL;
+			tc->tc_failed = true;
+		}
+	}
+	if (tc->tc_dctx == NULL)
+		return NULL;
+	tc->tc_key = NULL;
+	if (OSSL_DECODER_from_data(tc->tc_dctx, &p, &len) != 1) {
+		EVP_PKEY_free(tc->tc_key);
+		tc->tc_key = NULL;
+		ERR_clear_error();
+		return NULL;
+	}
+	key = tc->tc_key;
+	tc->tc_key = NULL;
+	return key;
+}
+
+void
+dfr_cfg_tls_cache_free(struct dfr_tls_cache *tc)
+{
+	OSSL_DECODER_CTX_free(tc->tc_dctx);
+	EVP_PKEY_free(tc->tc_key);
+	memset(tc, 0, sizeof(*tc));
+}
+
 bool
 dfr_cfg_tls_check(const char *cert_pem, const char *key_pem, char *why, size_t whylen)
+{
+	return dfr_cfg_tls_check_cached(NULL, cert_pem, key_pem, why, whylen);
+}
+
+bool
+dfr_cfg_tls_check_cached(struct dfr_tls_cache *tc, const char *cert_pem, const char *key_pem,
+                         char *why, size_t whylen)
 {
 	BIO *cb = NULL, *kb = NULL;
 	X509 *leaf = NULL, *extra = NULL;
@@ -63,7 +118,8 @@ dfr_cfg_tls_check(const char *cert_pem, const char *key_pem, char *why, size_t w
 		goto out;
 	}
 	ERR_clear_error();
-	if ((key = PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL)) == NULL) {
+	if ((key = key_fast(tc, key_pem)) == NULL &&
+	    (key = PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL)) == NULL) {
 		reason = "private key does not parse";
 		goto out;
 	}
