@@ -1,0 +1,345 @@
+#!/usr/bin/python3
+"""bench/http: httpd against nginx (proxy_pass, upstream keep-alive) and HAProxy, side by side in
+one run, in front of the same origin (BENCHMARKS.md, HTTP part).
+
+Origin: nginx, 1 worker, `return 200 "ok\\n"`, pinned to CPU 0 with wrk. Proxies under test
+pinned to CPU 1 (every process and thread): httpd (with syncd in file mode; syncd is not on the
+request path and sits on CPU 0), nginx with 2 workers and `keepalive 64`, HAProxy with 2 threads
+and `http-reuse always`. Load: `wrk -t1 -c64 -d<S>s --latency` with the Host of a proxied domain.
+Rounds alternate the order (A B C, C B A, ...); figures are the medians of per-round ratios. A run
+with a non-2xx answer or a socket error counts as nothing (the script says so and fails).
+
+With defenra-wafd built, a fourth column runs httpd on a domain with the typical WAF rule set
+(User-Agent blocklist, a path rule, a per-address counter with incr and a TTL) against httpd's own
+no-WAF figure of the same round (wafd pinned to CPU 1 too).
+
+Environment: HTTP_BENCH_ROUNDS (5), HTTP_BENCH_SECONDS (8), HTTP_BENCH_CONNS (64),
+DFR_BIN (build/default/bin). Loopback only; about 3 minutes.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("DFR_BIN", os.path.join(ROOT, "build/default/bin"))
+ROUNDS = int(os.environ.get("HTTP_BENCH_ROUNDS", "5"))
+SECS = int(os.environ.get("HTTP_BENCH_SECONDS", "8"))
+CONNS = int(os.environ.get("HTTP_BENCH_CONNS", "64"))
+SERVER_CPU = "1"
+LOAD_CPU = "0"
+TCK = os.sysconf("SC_CLK_TCK")
+
+WAF_LUA = r"""
+local ua = ngx.var.http_user_agent or ""
+local bad = {"sqlmap", "nikto", "nmap", "masscan", "zgrab", "python-requests", "curl/7.1",
+             "wget", "libwww", "httpclient", "scrapy", "nessus"}
+for _, b in ipairs(bad) do
+  if string.find(ua, b, 1, true) then ngx.exit(403) end
+end
+if string.find(ngx.var.uri, "/admin", 1, true) then ngx.exit(403) end
+local key = "rl:" .. ngx.var.remote_addr
+local n = ngx.shared.cache:incr(key, 1, 0, 60)
+if n and n > 100000000 then ngx.exit(429) end
+"""
+
+procs = []
+tmp = tempfile.mkdtemp(prefix="dfr-bench-http-")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start(name, argv, cpu, env=None):
+    log = open(os.path.join(tmp, name + ".log"), "wb")
+    p = subprocess.Popen(["taskset", "-c", cpu] + argv, stdout=log, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    procs.append(p)
+    return p
+
+
+def tree(pid):
+    out = [pid]
+    try:
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, t)) as f:
+                for c in f.read().split():
+                    out += tree(int(c))
+    except OSError:
+        pass
+    return out
+
+
+def cpu_s(pids):
+    total = 0
+    for pid in pids:
+        for p in tree(pid):
+            try:
+                with open("/proc/%d/stat" % p) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except OSError:
+                pass
+    return total / TCK
+
+
+def pin_all(pid, cpu):
+    for p in tree(pid):
+        subprocess.run(["taskset", "-a", "-p", "-c", cpu, str(p)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+
+def write(name, text):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def cleanup():
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except OSError:
+                pass
+    for p in procs:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def http_status(port, host, path="/"):
+    try:
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), headers={"Host": host})
+        with urllib.request.urlopen(req, timeout=1) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, b""
+    except Exception:
+        return 0, b""
+
+
+def wait_ok(port, host, timeout=15):
+    end = time.time() + timeout
+    while time.time() < end:
+        st, body = http_status(port, host)
+        if st == 200 and body == b"ok\n":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def nginx_conf(name, workers, body):
+    d = os.path.join(tmp, name)
+    os.makedirs(d, exist_ok=True)
+    return write(name + ".conf", """
+worker_processes %d;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path %s/body;
+    proxy_temp_path %s/proxy;
+    fastcgi_temp_path %s/fcgi;
+    uwsgi_temp_path %s/uwsgi;
+    scgi_temp_path %s/scgi;
+    keepalive_requests 1000000;
+    %s
+}
+""" % (workers, d, d, d, d, d, d, d, body))
+
+
+def unit_ms(v, u):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[u]
+
+
+def wrk(port, host):
+    """(requests/s, p99 ms, total requests, problems) of one wrk run pinned to LOAD_CPU."""
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c%d" % CONNS,
+                          "-d%ds" % SECS, "--latency", "-H", "Host: " + host,
+                          "http://127.0.0.1:%d/" % port], capture_output=True, text=True,
+                         timeout=SECS + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99 = unit_ms(m.group(1), m.group(2)) if m else float("nan")
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    problems = []
+    for pat in (r"Non-2xx or 3xx responses: \d+", r"Socket errors: [^\n]+"):
+        mm = re.search(pat, out)
+        if mm:
+            problems.append(mm.group(0))
+    return rps, p99, total, problems
+
+
+def main():
+    if os.cpu_count() < 2:
+        print("bench/http needs 2 CPUs")
+        return 1
+    for tool in ("wrk", "haproxy", "nginx", "taskset"):
+        if shutil.which(tool) is None:
+            print("bench/http: %s missing (make deps installs it)" % tool)
+            return 1
+    ports = {k: free_port() for k in ("origin", "httpd", "ngx", "hap", "admin", "wafadmin")}
+    origin = start("origin", ["nginx", "-e", "stderr", "-g", "daemon off;", "-c", nginx_conf(
+        "origin", 1, 'server { listen 127.0.0.1:%d; location / { return 200 "ok\\n"; } }'
+        % ports["origin"])], LOAD_CPU)
+
+    have_waf = os.path.exists(os.path.join(BIN, "defenra-wafd"))
+    doms = [{"id": "%024x" % 1, "domain": "bench.test", "description": "",
+             "dnsRecords": [{"id": "r1", "name": "@", "type": "A", "value": "127.0.0.1",
+                             "ttl": 60, "priority": None, "httpProxyEnabled": True}],
+             "geoDnsLocations": [], "httpProxy": {"type": "both", "antiDDoS": None},
+             "ssl": {"enabled": False, "certificate": None, "privateKey": None,
+                     "autoRenew": False, "acmeHttpChallenge": {"token": "", "keyAuthorization": ""}},
+             "luaCode": None}]
+    if have_waf:
+        w = json.loads(json.dumps(doms[0]))
+        w["id"] = "%024x" % 2
+        w["domain"] = "waf.test"
+        w["dnsRecords"][0]["id"] = "r2"
+        w["luaCode"] = WAF_LUA
+        doms.append(w)
+    cfg = write("config.json", json.dumps({"success": True, "domains": doms, "proxies": []}))
+    env = dict(os.environ, DEFENRA_RUN_DIR=os.path.join(tmp, "run"),
+               DEFENRA_STATE_DIR=os.path.join(tmp, "state"), DEFENRA_CONFIG=cfg,
+               POLLING_INTERVAL="60", SYNCD_ADMIN_LISTEN="127.0.0.1:%d" % free_port(),
+               HTTP_LISTEN="127.0.0.1:%d" % ports["httpd"],
+               HTTPD_ADMIN_LISTEN="127.0.0.1:%d" % ports["admin"],
+               WAFD_ADMIN_LISTEN="127.0.0.1:%d" % ports["wafadmin"],
+               HTTPD_UPSTREAM_PORT=str(ports["origin"]), HTTPD_WORKERS="2", WAFD_WORKERS="1",
+               LOG_LEVEL="warn")
+    env.pop("CORE_URL", None)
+    os.makedirs(env["DEFENRA_STATE_DIR"], exist_ok=True)
+    start("syncd", [os.path.join(BIN, "defenra-syncd")], LOAD_CPU, env)
+    httpd = start("httpd", [os.path.join(BIN, "defenra-httpd")], SERVER_CPU, env)
+    servers = {"httpd": [httpd]}
+    if have_waf:
+        servers["httpd"].append(start("wafd", [os.path.join(BIN, "defenra-wafd")], SERVER_CPU,
+                                      env))
+    ngx = start("nginx", ["nginx", "-e", "stderr", "-g", "daemon off;", "-c", nginx_conf(
+        "proxy", 2, """
+    upstream origin { server 127.0.0.1:%d; keepalive 64; }
+    server { listen 127.0.0.1:%d;
+        location / { proxy_pass http://origin; proxy_http_version 1.1;
+                     proxy_set_header Connection ""; proxy_set_header Host $host; } }
+""" % (ports["origin"], ports["ngx"]))], SERVER_CPU)
+    hap = start("haproxy", ["haproxy", "-f", write("haproxy.cfg", """global
+    maxconn 4096
+    nbthread 2
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:%d
+    default_backend be
+backend be
+    server origin 127.0.0.1:%d maxconn 1000
+""" % (ports["hap"], ports["origin"]))], SERVER_CPU)
+    servers["nginx"] = [ngx]
+    servers["haproxy"] = [hap]
+
+    targets = {"httpd": (ports["httpd"], "bench.test"), "nginx": (ports["ngx"], "bench.test"),
+               "haproxy": (ports["hap"], "bench.test")}
+    if have_waf:
+        targets["httpd+waf"] = (ports["httpd"], "waf.test")
+        servers["httpd+waf"] = servers["httpd"]
+    if have_waf:
+        # The WAF column means something only when wafd judges: /admin must be blocked.
+        end = time.time() + 10
+        while time.time() < end and http_status(ports["httpd"], "waf.test", "/admin")[0] != 403:
+            time.sleep(0.2)
+        if http_status(ports["httpd"], "waf.test", "/admin")[0] != 403:
+            print("bench/http: wafd does not judge (no 403 for /admin): WAF column skipped")
+            have_waf = False
+            del targets["httpd+waf"]
+            del servers["httpd+waf"]
+    for name, (port, host) in targets.items():
+        if not wait_ok(port, host):
+            print("bench/http: %s does not answer 200 ok on :%d (logs in %s)" % (name, port, tmp))
+            return 1
+    time.sleep(0.5)
+    for ps in servers.values():
+        for p in ps:
+            pin_all(p.pid, SERVER_CPU)
+    pin_all(origin.pid, LOAD_CPU)
+
+    order = list(targets)
+    res = {k: [] for k in order}
+    split = {k: [] for k in order}
+    bad = []
+    for r in range(ROUNDS):
+        seq = order if r % 2 == 0 else order[::-1]
+        for name in seq:
+            port, host = targets[name]
+            c0 = [cpu_s([p.pid]) for p in servers[name]]
+            rps, p99, total, problems = wrk(port, host)
+            c1 = [cpu_s([p.pid]) for p in servers[name]]
+            each = [(b - a) * 1e6 / max(total, 1) for a, b in zip(c0, c1)]
+            us = sum(each)
+            res[name].append((rps, p99, us))
+            if len(each) > 1:
+                split[name].append(each)
+            if problems:
+                bad.append("%s round %d: %s" % (name, r + 1, ", ".join(problems)))
+            print("round %d %-10s %9.0f req/s  p99 %6.2f ms  %5.1f us/req%s" % (
+                r + 1, name, rps, p99, us, "  BAD " + "; ".join(problems) if problems else ""),
+                flush=True)
+
+    def med_ratio(a, b, i):
+        return statistics.median(x[i] / y[i] for x, y in zip(res[a], res[b]))
+
+    print()
+    print("median req/s: " + ", ".join("%s %.0f" % (k, statistics.median(x[0] for x in res[k]))
+                                       for k in order))
+    print("median p99 ms: " + ", ".join("%s %.2f" % (k, statistics.median(x[1] for x in res[k]))
+                                        for k in order))
+    print("median server CPU us/req: " + ", ".join(
+        "%s %.1f" % (k, statistics.median(x[2] for x in res[k])) for k in order))
+    rn = med_ratio("httpd", "nginx", 0)
+    pn = med_ratio("httpd", "nginx", 1)
+    rh = med_ratio("httpd", "haproxy", 0)
+    print("httpd / nginx: %.2fx req/s (bar 1.0x), p99 %.2fx (bar at most 1.2x)" % (rn, pn))
+    print("httpd / haproxy: %.2fx req/s" % rh)
+    ok = rn >= 1.0 and pn <= 1.2
+    if have_waf:
+        rw = med_ratio("httpd+waf", "httpd", 0)
+        print("httpd+waf / httpd: %.2fx req/s (bar 0.75x)" % rw)
+        if split["httpd+waf"]:
+            print("httpd+waf CPU us/req by process: httpd %.1f, wafd %.1f" % (
+                statistics.median(x[0] for x in split["httpd+waf"]),
+                statistics.median(x[1] for x in split["httpd+waf"])))
+        ok = ok and rw >= 0.75
+    else:
+        print("httpd+waf: defenra-wafd not built or not judging, not measured")
+    if bad:
+        print("runs with errors (they count as nothing):\n  " + "\n  ".join(bad))
+        ok = False
+    print("bench/http: %s" % ("bars met" if ok else "bars NOT met"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        cleanup()

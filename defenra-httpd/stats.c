@@ -1,0 +1,207 @@
+/*
+ * Metrics (shared/metrics.h) and the access log of httpd.
+ *
+ * Requests are counted by domain and status class (httpd_requests_total{domain,status}); the
+ * per-zone counter pointers are cached in the route table's zones so the hot path pays one
+ * atomic add. The backend latency histogram has fixed buckets. The access log (HTTPD_ACCESS_LOG
+ * = off | text | json, off by default) writes one line per exchange on stdout, fully buffered
+ * and flushed by line, apart from the diagnostic log on stderr.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "httpd.h"
+#include "metrics.h"
+
+static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+#define NLAT (sizeof(lat_bounds) / sizeof(lat_bounds[0]))
+
+static struct dfr_metric *m_lat_bucket[NLAT + 1], *m_lat_sum_us, *m_lat_count;
+static struct dfr_metric *m_conns, *m_bytes_in, *m_bytes_out, *m_nohost[6];
+static struct dfr_metric *m_waf_pass, *m_waf_block, *m_waf_open, *m_waf_closed;
+static struct dfr_metric *m_up_connect_fail, *m_up_timeout, *m_up_retry, *m_up_reuse;
+static unsigned access_mode;
+
+static const char *const class_name[6] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
+
+void
+stats_init(void)
+{
+	char labels[64];
+
+	for (size_t i = 0; i <= NLAT; i++) {
+		if (i < NLAT)
+			snprintf(labels, sizeof(labels), "le=\"%g\"", lat_bounds[i]);
+		else
+			snprintf(labels, sizeof(labels), "le=\"+Inf\"");
+		m_lat_bucket[i] = dfr_counter("httpd_upstream_latency_seconds_bucket", labels,
+		                              "Time from request sent to response head, by bucket");
+	}
+	m_lat_sum_us = dfr_counter("httpd_upstream_latency_microseconds_sum", NULL,
+	                           "Sum of backend latencies in microseconds");
+	m_lat_count = dfr_counter("httpd_upstream_latency_seconds_count", NULL,
+	                          "Responses measured for backend latency");
+	m_conns = dfr_gauge("httpd_connections_open", NULL, "Client connections open");
+	m_bytes_in = dfr_counter("httpd_client_bytes_in_total", NULL, "Bytes read from clients");
+	m_bytes_out = dfr_counter("httpd_client_bytes_out_total", NULL, "Bytes written to clients");
+	for (int c = 1; c <= 5; c++) {
+		snprintf(labels, sizeof(labels), "domain=\"-\",status=\"%s\"", class_name[c]);
+		m_nohost[c] = dfr_counter("httpd_requests_total", labels,
+		                          "Requests by domain and status class");
+	}
+	m_waf_pass = dfr_counter("httpd_waf_verdicts_total", "verdict=\"pass\"", "WAF verdicts");
+	m_waf_block = dfr_counter("httpd_waf_verdicts_total", "verdict=\"block\"", "WAF verdicts");
+	m_waf_open = dfr_counter("httpd_waf_failures_total", "mode=\"open\"",
+	                         "Requests wafd did not decide (down, slow, script error)");
+	m_waf_closed = dfr_counter("httpd_waf_failures_total", "mode=\"closed\"",
+	                           "Requests wafd did not decide (down, slow, script error)");
+	m_up_connect_fail =
+	        dfr_counter("httpd_upstream_errors_total", "kind=\"connect\"", "Backend failures");
+	m_up_timeout =
+	        dfr_counter("httpd_upstream_errors_total", "kind=\"timeout\"", "Backend failures");
+	m_up_retry = dfr_counter("httpd_upstream_retries_total", NULL,
+	                         "Requests sent again after a reused connection was closed");
+	m_up_reuse = dfr_counter("httpd_upstream_reused_total", NULL,
+	                         "Requests sent on a pooled keep-alive connection");
+}
+
+void
+stats_access_mode(unsigned mode)
+{
+	access_mode = mode;
+	if (mode != 0)
+		setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+static struct dfr_metric *
+req_metric(const struct hconn *hc, unsigned cls)
+{
+	struct route_zone *z = (struct route_zone *)hc->hc_zone;
+	char labels[DFR_CFG_MAX_NAME + 64];
+
+	if (z == NULL)
+		return m_nohost[cls];
+	/* The zone belongs to an immutable table, but this cache is ours to fill (one thread
+	 * per table user; a race only registers the same pointer twice). */
+	if (z->rz_req_metric[cls] == NULL) {
+		snprintf(labels, sizeof(labels), "domain=\"%s\",status=\"%s\"", z->rz_name,
+		         class_name[cls]);
+		__atomic_store_n(&z->rz_req_metric[cls],
+		                 dfr_counter("httpd_requests_total", labels,
+		                             "Requests by domain and status class"),
+		                 __ATOMIC_RELAXED);
+	}
+	return z->rz_req_metric[cls];
+}
+
+/* Writes s into a JSON string body (no quotes). */
+static void
+json_esc(FILE *f, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+}
+
+void
+stats_request(struct hconn *hc)
+{
+	unsigned cls = hc->hc_status / 100;
+	const struct h1_msg *m = &hc->hc_req.hp_msg;
+
+	if (cls < 1 || cls > 5)
+		cls = 5;
+	dfr_metric_inc(req_metric(hc, cls));
+	dfr_metric_add(m_bytes_in, (int64_t)hc->hc_bytes_in);
+	dfr_metric_add(m_bytes_out, (int64_t)hc->hc_bytes_out);
+	if (access_mode != 0) {
+		struct timespec now;
+		double ms;
+		const char *method = hc->hc_req.hp_head_done
+		                             ? http_method_str((enum http_method)m->m_method)
+		                             : "-";
+		size_t ulen = hc->hc_req.hp_head_done ? m->m_url_len : 0;
+		const char *url = m->m_buf + m->m_url;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		ms = (double)(now.tv_sec - hc->hc_t0.tv_sec) * 1e3 +
+		     (double)(now.tv_nsec - hc->hc_t0.tv_nsec) / 1e6;
+		if (access_mode == 2) {
+			fprintf(stdout, "{\"client\":\"%s\",\"host\":\"", hc->hc_peer_ip);
+			json_esc(stdout, hc->hc_host, strlen(hc->hc_host));
+			fprintf(stdout, "\",\"method\":\"%s\",\"uri\":\"", method);
+			json_esc(stdout, url, ulen);
+			fprintf(stdout,
+			        "\",\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+			        "\"ms\":%.3f,\"upstream\":\"%s\"}\n",
+			        hc->hc_status, (unsigned long long)hc->hc_bytes_in,
+			        (unsigned long long)hc->hc_bytes_out, ms,
+			        hc->hc_route ? hc->hc_route->rt_addr_text : "-");
+		} else {
+			fprintf(stdout, "%s %s %s %.*s %u %llu %llu %.3f\n", hc->hc_peer_ip,
+			        hc->hc_host[0] ? hc->hc_host : "-", method, (int)ulen,
+			        ulen ? url : "", hc->hc_status, (unsigned long long)hc->hc_bytes_in,
+			        (unsigned long long)hc->hc_bytes_out, ms);
+		}
+	}
+	hc->hc_bytes_in = hc->hc_bytes_out = 0;
+}
+
+void
+stats_conn(int delta)
+{
+	dfr_metric_add(m_conns, delta);
+}
+
+void
+stats_bytes(uint64_t in, uint64_t out)
+{
+	dfr_metric_add(m_bytes_in, (int64_t)in);
+	dfr_metric_add(m_bytes_out, (int64_t)out);
+}
+
+void
+stats_upstream_latency(double seconds)
+{
+	for (size_t i = 0; i < NLAT; i++)
+		if (seconds <= lat_bounds[i])
+			dfr_metric_inc(m_lat_bucket[i]);
+	dfr_metric_inc(m_lat_bucket[NLAT]);
+	dfr_metric_inc(m_lat_count);
+	dfr_metric_add(m_lat_sum_us, (int64_t)(seconds * 1e6));
+}
+
+void
+stats_waf(const char *verdict)
+{
+	if (strcmp(verdict, "pass") == 0)
+		dfr_metric_inc(m_waf_pass);
+	else if (strcmp(verdict, "block") == 0)
+		dfr_metric_inc(m_waf_block);
+	else if (strcmp(verdict, "fail_open") == 0)
+		dfr_metric_inc(m_waf_open);
+	else
+		dfr_metric_inc(m_waf_closed);
+}
+
+void
+stats_upstream_event(const char *what)
+{
+	if (strcmp(what, "reuse") == 0)
+		dfr_metric_inc(m_up_reuse);
+	else if (strcmp(what, "retry") == 0)
+		dfr_metric_inc(m_up_retry);
+	else if (strcmp(what, "timeout") == 0)
+		dfr_metric_inc(m_up_timeout);
+	else
+		dfr_metric_inc(m_up_connect_fail);
+}
