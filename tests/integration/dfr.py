@@ -14,6 +14,7 @@ Every test file is a plain script run with /usr/bin/python3 (Debian's, which has
 import http.server
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -274,6 +275,8 @@ class Suite:
         self.check_sanitizers()
         if self.core:
             self.core.close()
+        if not self.keep and not os.environ.get("DFR_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def check_sanitizers(self):
         """A sanitizer report in any daemon's log fails the test file, whatever it asserted."""
