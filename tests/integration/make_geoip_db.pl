@@ -1,12 +1,16 @@
 #!/usr/bin/perl
 # Builds a small GeoLite2-City-shaped MaxMind database for dnsd's GeoDNS tests, with
-# MaxMind::DB::Writer (Debian's libmaxmind-db-writer-perl). Usage: make_geoip_db.pl OUT.mmdb
-# The networks are invented test data (see test_dnsd_geo.py for what each one stands for).
+# MaxMind::DB::Writer (Debian's libmaxmind-db-writer-perl).
+# Usage: make_geoip_db.pl OUT.mmdb [NETWORKS.csv]
+# Without a CSV, the networks are the invented test data below (see test_dnsd_geo.py for what each
+# one stands for). A CSV has lines "network,country,continent" (country may be empty); lines
+# starting with # are comments. `make run` builds its demo database from deploy/demo/geoip.csv.
 use strict;
 use warnings;
 use MaxMind::DB::Writer::Tree;
 
-my $out = shift or die "usage: $0 OUT.mmdb\n";
+my $out = shift or die "usage: $0 OUT.mmdb [NETWORKS.csv]\n";
+my $csv = shift;
 my %types = (
 	country            => 'map',
 	registered_country => 'map',
@@ -42,6 +46,18 @@ my @nets = (
 	[ '2a00:1450::/32', 'DE', 'EU' ],
 	[ '2600:1f00::/32', 'US', 'NA' ],
 );
+if (defined $csv) {
+	open my $in, '<', $csv or die "$csv: $!\n";
+	@nets = ();
+	while (my $line = <$in>) {
+		chomp $line;
+		next if $line =~ /^\s*(#|$)/;
+		my ($net, $cc, $cont) = split /\s*,\s*/, $line;
+		die "$csv: bad line: $line\n" unless defined $cont && $cont =~ /^[A-Z]{2}$/;
+		push @nets, [ $net, ($cc // '') eq '' ? undef : $cc, $cont ];
+	}
+	close $in;
+}
 for my $n (@nets) {
 	my ($net, $cc, $cont) = @$n;
 	my %rec = (continent => { code => $cont, names => { en => $cont } });
