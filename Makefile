@@ -187,7 +187,7 @@ UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,/etc/systemd/system
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(ETCDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
-	for u in deploy/systemd/*.service deploy/systemd/*.target; do \
+	for u in deploy/systemd/*.service deploy/systemd/*.socket deploy/systemd/*.target; do \
 		sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' $$u \
 			>$(DESTDIR)$(UNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}; \
 	done

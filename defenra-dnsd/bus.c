@@ -48,6 +48,12 @@ bus_current(void)
 	return rcu_dereference(bus_db);
 }
 
+bool
+bus_ready(void)
+{
+	return __atomic_load_n(&bus_db, __ATOMIC_ACQUIRE) != NULL;
+}
+
 void
 bus_swap(struct zone_db *db)
 {

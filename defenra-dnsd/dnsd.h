@@ -304,6 +304,9 @@ struct dfr_admin;
 /* ---- bus.c ----------------------------------------------------------------------------------- */
 /* The zone database in force, for RCU readers (inside rcu_read_lock). */
 const struct zone_db *bus_current(void);
+/* True once a first config is compiled: before it every answer would be REFUSED, so the
+ * transports leave queries waiting in their sockets (socket activation loses none). */
+bool bus_ready(void);
 /* Starts the subscriber; configs arrive in the loop's thread. */
 int bus_start(struct event_base *base, struct dfr_admin *adm);
 void bus_stop(void);

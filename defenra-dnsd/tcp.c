@@ -16,6 +16,7 @@
 #include <urcu.h>
 
 #include "dnsd.h"
+#include "listen_fds.h"
 #include "error.h"
 #include "log.h"
 
@@ -30,6 +31,7 @@ struct tcp_server {
 	unsigned ts_nconns;
 	struct tconn *ts_conns; /* every open connection, so a stop can close them */
 	struct answer_ctx ts_ac;
+	struct event *ts_wait; /* until the first config: listeners off, checked every 20 ms */
 	uint8_t ts_out[2 + DNS_MAX_MSG];
 };
 
@@ -150,6 +152,19 @@ tcp_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, in
 	bufferevent_enable(tc->tc_bev, EV_READ | EV_WRITE);
 }
 
+static void
+tcp_wait_config(evutil_socket_t fd, short what, void *arg)
+{
+	struct tcp_server *ts = arg;
+
+	if (!bus_ready())
+		return;
+	for (size_t i = 0; i < ts->ts_nls; i++)
+		(void)evconnlistener_enable(ts->ts_ls[i]);
+	event_free(ts->ts_wait);
+	ts->ts_wait = NULL;
+}
+
 struct tcp_server *
 tcp_start(struct event_base *base, const struct dfr_addr_list *addrs)
 {
@@ -168,14 +183,33 @@ tcp_start(struct event_base *base, const struct dfr_addr_list *addrs)
 
 		if (a->sa.ss_family == AF_INET6)
 			flags |= LEV_OPT_BIND_IPV6ONLY;
-		l = evconnlistener_new_bind(base, tcp_accept, ts, flags, 128,
-		                            (const struct sockaddr *)&a->sa, (int)a->salen);
+		int fd = dfr_listen_fd_take(a, SOCK_STREAM);
+
+		if (fd != -1 && evutil_make_socket_nonblocking(fd) == 0)
+			l = evconnlistener_new(base, tcp_accept, ts,
+			                       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+		else
+			l = evconnlistener_new_bind(base, tcp_accept, ts, flags, 128,
+			                            (const struct sockaddr *)&a->sa, (int)a->salen);
 		if (l == NULL) {
 			dfr_log_err("tcp, cannot listen on %s (%s)", a->text, strerror(errno));
 			tcp_stop(ts);
 			return NULL;
 		}
 		ts->ts_ls[ts->ts_nls++] = l;
+	}
+	/* Before the first config every answer would be REFUSED: connections wait in the backlog
+	 * (a socket handed over by systemd keeps them through a restart) until the zones exist. */
+	if (!bus_ready()) {
+		struct timeval tv = {0, 20 * 1000};
+
+		for (size_t i = 0; i < ts->ts_nls; i++)
+			(void)evconnlistener_disable(ts->ts_ls[i]);
+		ts->ts_wait = event_new(base, -1, EV_PERSIST, tcp_wait_config, ts);
+		if (ts->ts_wait == NULL || event_add(ts->ts_wait, &tv) == -1) {
+			tcp_stop(ts);
+			return NULL;
+		}
 	}
 	return ts;
 }
@@ -185,6 +219,8 @@ tcp_stop(struct tcp_server *ts)
 {
 	if (ts == NULL)
 		return;
+	if (ts->ts_wait != NULL)
+		event_free(ts->ts_wait);
 	for (size_t i = 0; i < ts->ts_nls; i++)
 		evconnlistener_free(ts->ts_ls[i]);
 	while (ts->ts_conns != NULL)

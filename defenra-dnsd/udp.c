@@ -23,6 +23,7 @@
 #include <urcu.h>
 
 #include "dnsd.h"
+#include "listen_fds.h"
 #include "error.h"
 #include "log.h"
 
@@ -61,6 +62,16 @@ udp_socket(const struct dfr_addr *a)
 
 	struct timeval tmo = {0, UDP_POLL_MS * 1000};
 
+	/* A socket systemd holds for us (socket activation) is shared by the workers; it is
+	 * already bound, so only the options that may change after bind are set on it. */
+	if ((fd = dfr_listen_fd_take(a, SOCK_DGRAM)) != -1) {
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo)) == -1 ||
+		    (family == AF_INET6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
+		                                     sizeof(one))
+		                        : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one))) == -1)
+			goto fail;
+		return fd;
+	}
 	/* Blocking with a receive timeout: a worker with one socket sleeps in recvmmsg itself (one
 	 * system call per batch instead of poll + recvmmsg) and still notices a stop request. */
 	if ((fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
@@ -217,6 +228,11 @@ udp_worker_main(void *arg)
 		pfd[i] = (struct pollfd){.fd = w->uw_fds[i], .events = POLLIN};
 	while (!__atomic_load_n(&w->uw_pool->up_stop, __ATOMIC_RELAXED)) {
 		int got = 0;
+
+		if (!bus_ready()) { /* queries wait in the socket until the first config */
+			(void)poll(NULL, 0, 10);
+			continue;
+		}
 
 		if (w->uw_nfds == 1) {
 			/* Sleeps until the first packet (or the receive timeout). */

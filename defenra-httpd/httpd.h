@@ -326,6 +326,7 @@ struct upconn {
 
 /* ---- listener.c --------------------------------------------------------------------------- */
 int listener_open_all(struct httpd *srv);
+void listener_enable_all(struct httpd *srv);
 void listener_close_all(struct httpd *srv);
 
 /* ---- hconn.c ------------------------------------------------------------------------------ */

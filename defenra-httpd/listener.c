@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "httpd.h"
+#include "listen_fds.h"
 #include "log.h"
 
 static void
@@ -38,6 +39,16 @@ listen_socket(const struct dfr_addr *a)
 {
 	int fd, one = 1, err;
 
+	/* A socket systemd holds for us (socket activation): the workers share it, and a restart
+	 * of httpd refuses no connection, they wait in its backlog. */
+	if ((fd = dfr_listen_fd_take(a, SOCK_STREAM)) != -1) {
+		if (evutil_make_socket_nonblocking(fd) == 0)
+			return fd;
+		err = errno;
+		(void)close(fd);
+		errno = err;
+		return -1;
+	}
 	fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		return -1;
@@ -75,11 +86,22 @@ listener_open_all(struct httpd *srv)
 			return DFR_ENOMEM;
 		}
 		evconnlistener_set_error_cb(l, on_accept_error);
+		/* Before the first config every Host would be a 404: connections wait in the
+		 * backlog until the routes arrive (worker.c enables the listeners then). */
+		if (srv->h_routes == NULL)
+			(void)evconnlistener_disable(l);
 		srv->h_listeners[srv->h_nlisteners++] = l;
 		if (srv->h_index == 0)
 			dfr_log_info("listener, http on %s", al->addrs[i].text);
 	}
 	return DFR_OK;
+}
+
+void
+listener_enable_all(struct httpd *srv)
+{
+	for (size_t i = 0; i < srv->h_nlisteners; i++)
+		(void)evconnlistener_enable(srv->h_listeners[i]);
 }
 
 void

@@ -48,6 +48,8 @@ wake(evutil_socket_t fd, short what, void *arg)
 	if (t != NULL) {
 		old = srv->h_routes;
 		srv->h_routes = t;
+		if (old == NULL)
+			listener_enable_all(srv); /* the first config: start accepting */
 		route_table_unref(old);
 	}
 	if (stop && srv->h_own_base) {

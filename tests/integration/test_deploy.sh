@@ -30,7 +30,7 @@ ok $? "example env file and config installed"
 ! grep -l '@BINDIR@\|@DOCDIR@' "$tmp"/units/* >/dev/null 2>&1
 ok $? "unit placeholders substituted"
 
-for u in "$tmp"/units/*.service "$tmp"/units/*.target; do
+for u in "$tmp"/units/*.service "$tmp"/units/*.socket "$tmp"/units/*.target; do
 	name=${u##*/}
 	bin=$(sed -n 's/^ExecStart=//p' "$u")
 	if [ -n "$bin" ] && [ ! -x "$bin" ]; then
@@ -47,6 +47,10 @@ for u in "$tmp"/units/*.service; do
 		grep -q '^ProtectSystem=strict' "$u" && grep -q '^User=defenra' "$u"
 	ok $? "${u##*/}: restartable alone, notify with watchdog, unprivileged, hardened"
 done
+grep -q '^Sockets=defenra-dnsd.socket' "$tmp/units/defenra-dnsd.service" &&
+	grep -q '^Sockets=defenra-httpd.socket' "$tmp/units/defenra-httpd.service" &&
+	grep -q '^ListenDatagram=0.0.0.0:53' "$tmp/units/defenra-dnsd.socket"
+ok $? "dnsd and httpd take their listening sockets from socket units"
 grep -q CAP_NET_BIND_SERVICE "$tmp/units/defenra-dnsd.service" &&
 	! grep -q 'AmbientCapabilities=CAP' "$tmp/units/defenra-syncd.service" &&
 	! grep -q 'AmbientCapabilities=CAP' "$tmp/units/defenra-wafd.service"
