@@ -29,8 +29,11 @@ void dfr_sb_putc(struct dfr_sb *sb, char c);
 void dfr_sb_json_str(struct dfr_sb *sb, const char *s); /* "..." escaped, or null for NULL */
 void dfr_sb_uint(struct dfr_sb *sb, unsigned long long v);
 
-/* Fills dom_json / px_json from the normalised item. DFR_OK or DFR_ENOMEM. */
-int dfr_cfg_domain_build_json(struct dfr_domain *dom);
+/* The canonical JSON of a normalised domain into a buffer the caller keeps between domains
+ * (*buf and *cap grown as needed; NUL-terminated, length in *len), and a proxy's into px_json.
+ * DFR_OK or DFR_ENOMEM. */
+int dfr_cfg_domain_write_json(const struct dfr_domain *dom, char **buf, size_t *cap,
+                              size_t *len);
 int dfr_cfg_proxy_build_json(struct dfr_proxy *px);
 
 /* Frees what a record owns and zeroes it (a half-parsed record is fine). */
@@ -65,8 +68,8 @@ void dfr_cfg_tls_cache_free(struct dfr_tls_cache *tc);
 
 struct dfr_achunk;
 
-/* A bump allocator in chunks, freed as a whole: a parsed domain keeps all its strings and arrays
- * in one (dom_mem), the JSON reader its nodes. */
+/* A bump allocator in chunks, freed as a whole: the JSON reader keeps its nodes in one, a domain
+ * is built in one (then copied into its own exactly sized block, dom_mem: config_parse.c). */
 struct dfr_arena {
 	struct dfr_achunk *ar_head; /* newest chunk first */
 	char *ar_cur;
@@ -212,8 +215,15 @@ struct dfr_pctx {
 	/* The last antiDDoS text and its compact form (most domains share one). */
 	char *pc_anti_raw, *pc_anti_out;
 	size_t pc_anti_rawlen, pc_anti_outlen;
-	/* Where the domain being parsed keeps its strings. */
+	/* Where the domain being parsed keeps its strings: pc_scratch, which the caller resets
+	 * between domains (the finished domain is copied out of it). */
 	struct dfr_arena *pc_ar;
+	struct dfr_arena *pc_scratch;
+	/* The canonical JSON of the domain being parsed, before it is copied next to it. */
+	char *pc_jbuf;
+	size_t pc_jcap;
+	size_t *pc_lens; /* domain_compact()'s string lengths */
+	size_t pc_lens_cap;
 };
 
 /* Logs a warning about the answer within the per-parse budget; counts it as a dropped item

@@ -322,23 +322,34 @@ record_json(struct jw *w, const struct dfr_record *r)
 	JW_LIT(w, "}");
 }
 
+/*
+ * Writes the canonical JSON of `dom` into *buf (capacity *cap, grown with realloc as needed, kept
+ * by the caller for the next domain), NUL-terminated; *len gets its length. On DFR_ENOMEM what
+ * was written is wiped (it may carry the key); *buf and *cap stay valid for the caller to free.
+ */
 int
-dfr_cfg_domain_build_json(struct dfr_domain *dom)
+dfr_cfg_domain_write_json(const struct dfr_domain *dom, char **buf, size_t *cap, size_t *len)
 {
 	const struct dfr_ssl *ssl = &dom->dom_ssl;
 	struct jw w = {0};
-	size_t cap;
+	size_t need;
 
 	/* The PEMs and the script are most of the bytes: one allocation up front. */
-	cap = 2048 + (ssl->ssl_cert_pem ? strlen(ssl->ssl_cert_pem) : 0) +
-	      (ssl->ssl_key_pem ? strlen(ssl->ssl_key_pem) : 0) +
-	      (dom->dom_lua_code ? strlen(dom->dom_lua_code) : 0) +
-	      (dom->dom_antiddos_json ? strlen(dom->dom_antiddos_json) : 0) +
-	      dom->dom_nrecords * 200 + dom->dom_nlocations * 160;
-	if ((w.jw_buf = malloc(cap)) == NULL)
-		return DFR_ENOMEM;
-	w.jw_p = w.jw_buf;
-	w.jw_end = w.jw_buf + cap;
+	need = 2048 + (ssl->ssl_cert_pem ? strlen(ssl->ssl_cert_pem) : 0) +
+	       (ssl->ssl_key_pem ? strlen(ssl->ssl_key_pem) : 0) +
+	       (dom->dom_lua_code ? strlen(dom->dom_lua_code) : 0) +
+	       (dom->dom_antiddos_json ? strlen(dom->dom_antiddos_json) : 0) +
+	       dom->dom_nrecords * 200 + dom->dom_nlocations * 160;
+	if (*buf == NULL || *cap < need) {
+		char *p = realloc(*buf, need);
+
+		if (p == NULL)
+			return DFR_ENOMEM;
+		*buf = p;
+		*cap = need;
+	}
+	w.jw_buf = w.jw_p = *buf;
+	w.jw_end = *buf + *cap;
 
 	JW_LIT(&w, "{\"id\":");
 	jw_str(&w, dom->dom_id);
@@ -392,16 +403,15 @@ dfr_cfg_domain_build_json(struct dfr_domain *dom)
 	jw_str(&w, dom->dom_lua_code);
 	JW_LIT(&w, "}");
 	if (w.jw_err || !jw_need(&w, 1)) {
-		if (w.jw_buf != NULL) {
-			explicit_bzero(w.jw_buf, (size_t)(w.jw_p - w.jw_buf));
-			free(w.jw_buf);
-		}
+		*buf = w.jw_buf; /* jw_grow may have moved it, also when it failed later */
+		*cap = (size_t)(w.jw_end - w.jw_buf);
+		explicit_bzero(w.jw_buf, (size_t)(w.jw_p - w.jw_buf));
 		return DFR_ENOMEM;
 	}
 	*w.jw_p = '\0';
-	free(dom->dom_json);
-	dom->dom_json = w.jw_buf;
-	dom->dom_json_len = (size_t)(w.jw_p - w.jw_buf);
+	*buf = w.jw_buf;
+	*cap = (size_t)(w.jw_end - w.jw_buf);
+	*len = (size_t)(w.jw_p - w.jw_buf);
 	return DFR_OK;
 }
 

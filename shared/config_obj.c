@@ -48,9 +48,9 @@ dfr_cfg_domain_free(struct dfr_domain *dom)
 	if (dom == NULL)
 		return;
 	if (dom->dom_mem != NULL) {
-		/* A parsed domain: everything but its canonical JSON is in its arena, the domain
-		 * struct included. The key is a secret: do not leave it in freed memory, nor the
-		 * JSON that carries it. */
+		/* A parsed domain: everything, the domain struct and its canonical JSON included,
+		 * is in its one block. The key is a secret: do not leave it in freed memory, nor
+		 * the JSON that carries it. */
 		struct dfr_achunk *mem = dom->dom_mem;
 
 		if (dom->dom_ssl.ssl_key_pem != NULL) {
@@ -58,7 +58,6 @@ dfr_cfg_domain_free(struct dfr_domain *dom)
 			if (dom->dom_json != NULL)
 				explicit_bzero(dom->dom_json, dom->dom_json_len);
 		}
-		free(dom->dom_json);
 		dfr_achunks_free(mem);
 		return;
 	}

@@ -165,7 +165,7 @@ parse_locations(struct dfr_pctx *c, struct dfr_domain *dom, const struct dfr_jv 
 			     dom->dom_id);
 			continue;
 		}
-		snprintf(cb, sizeof(cb), "%s", code);
+		memcpy(cb, code, strlen(code) + 1); /* at most 63 bytes: checked above */
 		lower(cb);
 		if (!code_is_valid(cb)) {
 			drop(c, "config, domain %s, location \"%s\" dropped (not a valid code)",
@@ -182,12 +182,19 @@ parse_locations(struct dfr_pctx *c, struct dfr_domain *dom, const struct dfr_jv 
 			l->loc_type = strlen(cb) == 2    ? DFR_LOC_COUNTRY
 			              : is_continent(cb) ? DFR_LOC_CONTINENT
 			                                 : DFR_LOC_CUSTOM;
-		l->loc_code = dfr_arena_strdup(c->pc_ar, cb);
-		l->loc_name = dfr_arena_strdup(c->pc_ar, name != NULL ? name : "");
-		l->loc_subdomain = dfr_arena_strdup(c->pc_ar, sub);
+		/* Name and subdomain are mostly the code: one copy then (domain_compact()). */
+		if ((l->loc_code = dfr_arena_strdup(c->pc_ar, cb)) == NULL)
+			return DFR_ENOMEM;
+		if (name != NULL && strcmp(name, cb) == 0)
+			l->loc_name = l->loc_code;
+		else
+			l->loc_name = dfr_arena_strdup(c->pc_ar, name != NULL ? name : "");
+		if (sub != NULL && strcmp(sub, cb) == 0)
+			l->loc_subdomain = l->loc_code;
+		else
+			l->loc_subdomain = dfr_arena_strdup(c->pc_ar, sub);
 		dom->dom_nlocations++;
-		if (l->loc_code == NULL || l->loc_name == NULL ||
-		    (sub != NULL && !l->loc_subdomain))
+		if (l->loc_name == NULL || (sub != NULL && !l->loc_subdomain))
 			return DFR_ENOMEM;
 	}
 	return DFR_OK;
@@ -355,6 +362,15 @@ pctx_free(struct dfr_pctx *c, bool emit)
 	free(c->pc_anti_raw);
 	free(c->pc_anti_out);
 	c->pc_anti_raw = c->pc_anti_out = NULL;
+	free(c->pc_lens);
+	c->pc_lens = NULL;
+	c->pc_lens_cap = 0;
+	if (c->pc_jbuf != NULL) {
+		explicit_bzero(c->pc_jbuf, c->pc_jcap); /* may hold a key */
+		free(c->pc_jbuf);
+		c->pc_jbuf = NULL;
+		c->pc_jcap = 0;
+	}
 }
 
 static int
@@ -422,33 +438,201 @@ parse_ssl(struct dfr_pctx *c, struct dfr_domain *dom, const struct dfr_jv *js)
 	return DFR_OK;
 }
 
-/* The first chunk of a domain's arena: its text length bounds what it keeps (names made
- * absolute are paid for by the keys and quotes they no longer need); more chunks if not. */
-static size_t
-domain_mem_estimate(const struct dfr_jv *jd)
-{
-	const struct dfr_jv *recs = dfr_jv_get(jd, "dnsRecords");
-	const struct dfr_jv *locs = dfr_jv_get(jd, "geoDnsLocations");
-	size_t n = sizeof(struct dfr_domain) + 256;
+/*
+ * A domain is built in the parse's scratch arena, then copied once into a block of exactly the
+ * bytes it needs: the struct, its record and location arrays, its strings and its canonical JSON,
+ * one malloc. (Sizing a domain's memory from its text instead cost twice the data: 10,000 small
+ * domains held ~8 KB each where ~3.5 KB are needed.) Strings the parser already shares (a record
+ * owner that is the apex, a target that is the value, a location code) stay shared: compared by
+ * address, not by content. A first pass counts, remembering each string's length for the second.
+ */
+struct dcopy {
+	char *dc_base; /* NULL: count */
+	size_t dc_off;
+	size_t *dc_lens; /* of each string, in order, filled when counting */
+	size_t dc_n, dc_cap, dc_i;
+	bool dc_err;
+};
 
-	n += jd->jv_rawlen < (256u << 10) ? jd->jv_rawlen : (256u << 10);
-	if (jv_is(recs, DFR_JV_ARRAY))
-		n += recs->jv_n * (sizeof(struct dfr_record) + 24);
-	if (jv_is(locs, DFR_JV_ARRAY))
-		n += locs->jv_n * (sizeof(struct dfr_location) + 24);
-	return n;
+static char *
+dc_str(struct dcopy *k, const char *s)
+{
+	size_t n;
+	char *r;
+
+	if (s == NULL)
+		return NULL;
+	if (k->dc_base == NULL) {
+		n = strlen(s) + 1;
+		if (k->dc_n == k->dc_cap) {
+			size_t cap = k->dc_cap ? k->dc_cap * 2 : 256;
+			size_t *p = realloc(k->dc_lens, cap * sizeof(*p));
+
+			if (p == NULL) {
+				k->dc_err = true;
+				k->dc_off += n;
+				return NULL;
+			}
+			k->dc_lens = p;
+			k->dc_cap = cap;
+		}
+		k->dc_lens[k->dc_n++] = n;
+		k->dc_off += n;
+		return NULL;
+	}
+	n = k->dc_lens[k->dc_i++];
+	r = k->dc_base + k->dc_off;
+	memcpy(r, s, n);
+	k->dc_off += n;
+	return r;
+}
+
+/* The index of the location whose code p is, or n. */
+static size_t
+loc_index(const struct dfr_domain *s, const char *p)
+{
+	size_t j = 0;
+
+	while (j < s->dom_nlocations && s->dom_locations[j].loc_code != p)
+		j++;
+	return j;
+}
+
+/* Copies (d != NULL) or counts (d == NULL) the strings of s; d's arrays are already copied. */
+static void
+dc_domain_strings(struct dcopy *k, const struct dfr_domain *s, struct dfr_domain *d)
+{
+	char *t;
+
+#define DC_STR(field)                                                                              \
+	do {                                                                                       \
+		t = dc_str(k, s->field);                                                           \
+		if (d != NULL)                                                                     \
+			d->field = t;                                                              \
+	} while (0)
+#define DC_SHARE(field, other)                                                                     \
+	do {                                                                                       \
+		if (d != NULL)                                                                     \
+			d->field = (other);                                                        \
+	} while (0)
+	DC_STR(dom_id);
+	DC_STR(dom_name);
+	DC_STR(dom_description);
+	DC_STR(dom_antiddos_json);
+	DC_STR(dom_ssl.ssl_cert_pem);
+	DC_STR(dom_ssl.ssl_key_pem);
+	DC_STR(dom_ssl.ssl_acme_token);
+	DC_STR(dom_ssl.ssl_acme_key_auth);
+	DC_STR(dom_lua_code);
+	for (size_t i = 0; i < s->dom_nlocations; i++) {
+		const struct dfr_location *l = &s->dom_locations[i];
+
+		DC_STR(dom_locations[i].loc_code);
+		if (l->loc_name == l->loc_code)
+			DC_SHARE(dom_locations[i].loc_name, d->dom_locations[i].loc_code);
+		else
+			DC_STR(dom_locations[i].loc_name);
+		if (l->loc_subdomain != NULL && l->loc_subdomain == l->loc_code)
+			DC_SHARE(dom_locations[i].loc_subdomain, d->dom_locations[i].loc_code);
+		else
+			DC_STR(dom_locations[i].loc_subdomain);
+	}
+	for (size_t i = 0; i < s->dom_nrecords; i++) {
+		const struct dfr_record *r = &s->dom_records[i];
+		size_t j = r->rec_location != NULL ? loc_index(s, r->rec_location) : 0;
+
+		DC_STR(dom_records[i].rec_id);
+		if (r->rec_name == s->dom_name)
+			DC_SHARE(dom_records[i].rec_name, d->dom_name);
+		else
+			DC_STR(dom_records[i].rec_name);
+		DC_STR(dom_records[i].rec_value);
+		if (r->rec_location != NULL && j < s->dom_nlocations)
+			DC_SHARE(dom_records[i].rec_location, d->dom_locations[j].loc_code);
+		else
+			DC_STR(dom_records[i].rec_location);
+		switch (r->rec_type) {
+		case DFR_RR_SRV:
+			DC_STR(dom_records[i].rec_data.srv.target);
+			break;
+		case DFR_RR_CAA:
+			DC_STR(dom_records[i].rec_data.caa.tag);
+			DC_STR(dom_records[i].rec_data.caa.value);
+			break;
+		case DFR_RR_CNAME:
+		case DFR_RR_NS:
+		case DFR_RR_MX:
+			if (r->rec_data.target != NULL && r->rec_data.target == r->rec_value)
+				DC_SHARE(dom_records[i].rec_data.target,
+				         d->dom_records[i].rec_value);
+			else
+				DC_STR(dom_records[i].rec_data.target);
+			break;
+		default:
+			break;
+		}
+	}
+#undef DC_STR
+#undef DC_SHARE
+}
+
+static size_t
+round_up(size_t n)
+{
+	return (n + _Alignof(max_align_t) - 1) & ~(size_t)(_Alignof(max_align_t) - 1);
+}
+
+/* The domain s (built in scratch memory) with json[0..jlen) as its dom_json, in one block of
+ * its own (dom_mem). NULL on ENOMEM. */
+static struct dfr_domain *
+domain_compact(struct dfr_pctx *c, const struct dfr_domain *s, const char *json, size_t jlen)
+{
+	struct dcopy k = {.dc_lens = c->pc_lens, .dc_cap = c->pc_lens_cap};
+	struct dfr_arena a;
+	struct dfr_domain *d;
+	size_t nr = s->dom_nrecords * sizeof(*s->dom_records);
+	size_t nl = s->dom_nlocations * sizeof(*s->dom_locations);
+	size_t size;
+
+	dc_domain_strings(&k, s, NULL);
+	c->pc_lens = k.dc_lens;
+	c->pc_lens_cap = k.dc_cap;
+	size = round_up(sizeof(*d)) + round_up(nr) + round_up(nl) + k.dc_off + jlen + 1;
+	if (k.dc_err || !dfr_arena_init(&a, size))
+		return NULL;
+	/* The block is sized for exactly these allocations: none of them fails. */
+	d = dfr_arena_alloc(&a, sizeof(*d));
+	*d = *s;
+	d->dom_records = NULL;
+	d->dom_locations = NULL;
+	if (nr > 0) {
+		d->dom_records = dfr_arena_alloc(&a, nr);
+		memcpy(d->dom_records, s->dom_records, nr);
+	}
+	if (nl > 0) {
+		d->dom_locations = dfr_arena_alloc(&a, nl);
+		memcpy(d->dom_locations, s->dom_locations, nl);
+	}
+	k.dc_base = dfr_arena_alloc_raw(&a, k.dc_off);
+	k.dc_off = 0;
+	dc_domain_strings(&k, s, d);
+	d->dom_json = dfr_arena_strndup(&a, json, jlen);
+	d->dom_json_len = jlen;
+	d->dom_mem = a.ar_head;
+	return d;
 }
 
 /*
  * Parses one domain object. Returns the domain (one reference) or NULL with *rc = 1 when it was
- * dropped (logged, counted), DFR_ENOMEM when memory ran out. The domain and everything it holds
- * but its canonical JSON live in one arena (dom_mem).
+ * dropped (logged, counted), DFR_ENOMEM when memory ran out. The domain is built in c->pc_scratch
+ * (the caller resets it) and then copied into one block with everything it holds (dom_mem).
  */
 static struct dfr_domain *
 parse_domain(struct dfr_pctx *c, const struct dfr_jv *jd, size_t idx, int *rc)
 {
-	struct dfr_arena ar;
-	struct dfr_domain *dom;
+	struct dfr_arena *ar = c->pc_scratch;
+	struct dfr_domain *dom, *out = NULL;
+	size_t jlen;
 	const char *id = NULL, *name = NULL, *desc = NULL, *lua = NULL, *ht = NULL;
 	const struct dfr_jv *recs, *locs, *hp, *ssl, *anti;
 	char nb[DFR_CFG_MAX_NAME + 2], vb[80];
@@ -456,14 +640,10 @@ parse_domain(struct dfr_pctx *c, const struct dfr_jv *jd, size_t idx, int *rc)
 	int r;
 
 	*rc = DFR_ENOMEM;
-	if (!dfr_arena_init(&ar, jv_is(jd, DFR_JV_OBJECT) ? domain_mem_estimate(jd) : 256))
+	if ((dom = dfr_arena_alloc(ar, sizeof(*dom))) == NULL)
 		return NULL;
-	if ((dom = dfr_arena_alloc(&ar, sizeof(*dom))) == NULL) {
-		dfr_arena_free(&ar);
-		return NULL;
-	}
 	memset(dom, 0, sizeof(*dom));
-	c->pc_ar = &ar;
+	c->pc_ar = ar;
 	dom->dom_refs = 1;
 	if (!jv_is(jd, DFR_JV_OBJECT)) {
 		drop(c, "config, domain #%zu dropped (not an object)", idx);
@@ -473,17 +653,17 @@ parse_domain(struct dfr_pctx *c, const struct dfr_jv *jd, size_t idx, int *rc)
 		drop(c, "config, domain #%zu dropped (no id)", idx);
 		goto bad;
 	}
-	if ((dom->dom_id = dfr_arena_strdup(&ar, id)) == NULL)
+	if ((dom->dom_id = dfr_arena_strdup(ar, id)) == NULL)
 		goto enomem;
 	if (get_str(jd, "domain", &name) != F_OK)
 		DOM_DROP("no domain name");
 	if (!name_fold(name, nb, &dot) || !name_is_valid(nb, false))
 		DOM_DROP("\"%s\" is not a valid zone name", dfr_cfg_excerpt(name, vb, sizeof(vb)));
-	if ((dom->dom_name = dfr_arena_strdup(&ar, nb)) == NULL)
+	if ((dom->dom_name = dfr_arena_strdup(ar, nb)) == NULL)
 		goto enomem;
 	if (get_str(jd, "description", &desc) == F_BAD)
 		DOM_DROP("description is not a string");
-	if ((dom->dom_description = dfr_arena_strdup(&ar, desc != NULL ? desc : "")) == NULL)
+	if ((dom->dom_description = dfr_arena_strdup(ar, desc != NULL ? desc : "")) == NULL)
 		goto enomem;
 
 	locs = dfr_jv_get(jd, "geoDnsLocations");
@@ -529,17 +709,16 @@ parse_domain(struct dfr_pctx *c, const struct dfr_jv *jd, size_t idx, int *rc)
 	}
 	if (get_str(jd, "luaCode", &lua) == F_BAD)
 		DOM_DROP("luaCode is not a string");
-	if (lua != NULL && *lua != '\0' && (dom->dom_lua_code = dfr_arena_strdup(&ar, lua)) == NULL)
+	if (lua != NULL && *lua != '\0' && (dom->dom_lua_code = dfr_arena_strdup(ar, lua)) == NULL)
 		goto enomem;
 	/* Records last: the cheap domain-level checks may drop the domain before them. */
 	if (jv_is(recs, DFR_JV_ARRAY) && parse_records(c, dom, recs) != DFR_OK)
 		goto enomem;
-	dom->dom_mem = ar.ar_head;
-	if (dfr_cfg_domain_build_json(dom) != DFR_OK)
+	if (dfr_cfg_domain_write_json(dom, &c->pc_jbuf, &c->pc_jcap, &jlen) != DFR_OK ||
+	    (out = domain_compact(c, dom, c->pc_jbuf, jlen)) == NULL)
 		goto enomem;
-	c->pc_ar = NULL;
 	*rc = DFR_OK;
-	return dom;
+	goto out;
 enomem:
 	dfr_log_err("config, domain %s dropped (out of memory)", dom->dom_id ? dom->dom_id : "?");
 	*rc = DFR_ENOMEM;
@@ -548,10 +727,11 @@ bad:
 	*rc = 1;
 out:
 	c->pc_ar = NULL;
+	/* The scratch copy of the key is not left behind (the JSON buffer is wiped at the end of
+	 * the parse). */
 	if (dom->dom_ssl.ssl_key_pem != NULL)
 		explicit_bzero(dom->dom_ssl.ssl_key_pem, strlen(dom->dom_ssl.ssl_key_pem));
-	dfr_arena_free(&ar);
-	return NULL;
+	return out;
 }
 
 #define PX_DROP(...)                                                                               \
@@ -852,6 +1032,7 @@ struct dom_sink {
 	size_t ds_nbatches;
 	bool ds_done; /* the reader has finished */
 	struct dfr_arena ds_single; /* one thread: the element arena */
+	struct dfr_arena ds_scratch; /* where each domain is built (pc_scratch), reset after */
 };
 
 /* Builds one domain (worker, or the caller's thread). */
@@ -875,6 +1056,7 @@ sink_build(struct dom_sink *s, const struct dfr_jv *jd, size_t idx)
 		s->ds_cap = cap;
 	}
 	dom = parse_domain(s->ds_c, jd, idx, &rc);
+	dfr_arena_reset(&s->ds_scratch);
 	if (rc == DFR_ENOMEM)
 		s->ds_rc = rc;
 	else if (dom != NULL)
@@ -980,6 +1162,11 @@ sink_start(struct dom_sink *s, struct dfr_pctx *c, size_t len)
 	s->ds_full_tail = &s->ds_full;
 	if (!dfr_arena_init(&s->ds_single, 64u << 10))
 		return false;
+	if (!dfr_arena_init(&s->ds_scratch, 16u << 10)) {
+		dfr_arena_free(&s->ds_single);
+		return false;
+	}
+	c->pc_scratch = &s->ds_scratch;
 	s->ds_cur_ar = &s->ds_single;
 	if (len < DOM_THREAD_MIN)
 		return true;
@@ -1048,6 +1235,7 @@ sink_free(struct dom_sink *s)
 	s->ds_doms = NULL;
 	s->ds_n = 0;
 	dfr_arena_free(&s->ds_single);
+	dfr_arena_free(&s->ds_scratch);
 }
 
 int
@@ -1168,6 +1356,7 @@ dfr_domain_from_json(const char *json, size_t len)
 
 	if (!dfr_arena_init(&ar, len + 1024))
 		return NULL;
+	c.pc_scratch = &ar; /* the domain is built beside the tree, both freed below */
 	if ((root = parse_tree("domain JSON", json, len, &ar, NULL, NULL, NULL, NULL, 0, &rc)) !=
 	    NULL) {
 		dom = parse_domain(&c, root, 0, &rc);

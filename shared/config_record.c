@@ -25,7 +25,7 @@ owner_name(struct dfr_arena *ar, const char *raw, const char *apex)
 	if (!name_fold(raw, tmp, &dot))
 		return NULL;
 	if ((tmp[0] == '\0' && !dot) || strcmp(tmp, "@") == 0 || strcmp(tmp, apex) == 0)
-		return dfr_arena_strdup(ar, apex);
+		return (char *)apex; /* the domain's own: shared (see domain_compact()) */
 	if (dot || ends_with_zone(tmp, apex)) {
 		if (!ends_with_zone(tmp, apex))
 			return NULL; /* outside the zone */
@@ -78,6 +78,17 @@ implicit_location(const struct dfr_domain *dom, const char *owner)
 			return code;
 	}
 	return NULL;
+}
+
+/* The domain's own copy of a location code when it lists it (shared: strings are immutable and
+ * freed with the domain), else a new copy. */
+static char *
+location_code(struct dfr_arena *ar, const struct dfr_domain *dom, const char *code)
+{
+	for (size_t i = 0; i < dom->dom_nlocations; i++)
+		if (strcmp(dom->dom_locations[i].loc_code, code) == 0)
+			return dom->dom_locations[i].loc_code;
+	return dfr_arena_strdup(ar, code);
 }
 
 /* inet_ntop(AF_INET) without its sprintf: "%u.%u.%u.%u", the same text. */
@@ -249,15 +260,15 @@ dfr_cfg_parse_record(struct dfr_pctx *c, const struct dfr_domain *dom, const str
 
 		if (strlen(loc) > 63)
 			REC_DROP("locationCode too long");
-		snprintf(code, sizeof(code), "%s", loc);
+		memcpy(code, loc, strlen(loc) + 1); /* at most 63 bytes: checked above */
 		lower(code);
 		if (!code_is_valid(code))
 			REC_DROP("locationCode \"%s\" is not a valid code",
 			         dfr_cfg_excerpt(loc, vb, sizeof(vb)));
 		if (rt != DFR_RR_A && rt != DFR_RR_AAAA)
 			REC_DROP("a location record must be A or AAAA");
-		r->rec_location = dfr_arena_strdup(ar, code);
-		r->rec_name = dfr_arena_strdup(ar, apex);
+		r->rec_location = location_code(ar, dom, code);
+		r->rec_name = (char *)apex;
 		r->rec_proxied = false;
 	} else {
 		const char *code;
@@ -266,8 +277,8 @@ dfr_cfg_parse_record(struct dfr_pctx *c, const struct dfr_domain *dom, const str
 			REC_DROP("name is not a valid name inside %s", apex);
 		if ((rt == DFR_RR_A || rt == DFR_RR_AAAA) &&
 		    (code = implicit_location(dom, r->rec_name)) != NULL) {
-			r->rec_location = dfr_arena_strdup(ar, code);
-			r->rec_name = dfr_arena_strdup(ar, apex);
+			r->rec_location = (char *)code; /* the location's own */
+			r->rec_name = (char *)apex;
 			r->rec_proxied = false;
 		}
 	}

@@ -6,8 +6,13 @@
  *   steady: the next poll with 1% of domains changed, parsed against the config in force.
  * Prints min/median/max of ROUNDS runs of each, and of their parts (parse+validate, diff,
  * publish: the delta encoded and sent, and the config it replaces released).
+ * Then the memory the config model holds per domain (malloc's count of bytes in use, so the
+ * allocator's own slack inside a block is counted too): as parsed from the answer (syncd, and a
+ * subscriber reading a snapshot), and rebuilt from each domain's canonical JSON (a subscriber
+ * applying deltas), with the share of the canonical JSON itself.
  */
 #include <event2/event.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +126,48 @@ row(const char *what, double *v)
 	printf("%-34s %8.1f %8.1f %8.1f\n", what, v[0], v[ROUNDS / 2], v[ROUNDS - 1]);
 }
 
+static size_t
+heap_in_use(void)
+{
+	struct mallinfo2 m = mallinfo2();
+
+	return m.uordblks + m.hblkhd;
+}
+
+/* Bytes per domain held by a parsed config, and by domains rebuilt from their JSON. */
+static void
+memory(const char *answer)
+{
+	struct dfr_config *cfg = NULL;
+	struct dfr_domain **doms;
+	size_t before, parsed, rebuilt, json = 0, n;
+
+	before = heap_in_use();
+	if (dfr_config_parse(answer, strlen(answer), NULL, &cfg, NULL, 0) != DFR_OK)
+		return;
+	parsed = heap_in_use() - before;
+	n = cfg->cfg_ndomains;
+	if (n == 0 || (doms = calloc(n, sizeof(*doms))) == NULL) {
+		dfr_config_unref(cfg);
+		return;
+	}
+	before = heap_in_use();
+	for (size_t i = 0; i < n; i++) {
+		const struct dfr_domain *d = cfg->cfg_domains[i];
+
+		json += d->dom_json_len + 1;
+		doms[i] = dfr_domain_from_json(d->dom_json, d->dom_json_len);
+	}
+	rebuilt = heap_in_use() - before;
+	printf("memory per domain: %zu bytes parsed from the answer, %zu rebuilt from its JSON "
+	       "(canonical JSON %zu of them)\n",
+	       parsed / n, rebuilt / n, json / n);
+	for (size_t i = 0; i < n; i++)
+		dfr_domain_unref(doms[i]);
+	free(doms);
+	dfr_config_unref(cfg);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -202,6 +249,7 @@ main(int argc, char **argv)
 	printf("bar: under 200 ms -> %s\n", cold[ROUNDS / 2] < 200 && steady[ROUNDS / 2] < 200
 						     ? "met"
 						     : "NOT met");
+	memory(a1);
 	dfr_bus_pub_close(pub);
 	event_base_free(base);
 	free(a1);
