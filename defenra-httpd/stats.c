@@ -14,11 +14,11 @@
 #include "httpd.h"
 #include "metrics.h"
 
-static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                    0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-#define NLAT (sizeof(lat_bounds) / sizeof(lat_bounds[0]))
+static const uint64_t lat_bounds_us[] = {500,    1000,   2500,    5000,    10000,
+                                         25000,  50000,  100000,  250000,  500000,
+                                         1000000, 2500000, 5000000, 10000000};
 
-static struct dfr_metric *m_lat_bucket[NLAT + 1], *m_lat_sum_us, *m_lat_count;
+static struct dfr_histogram m_lat;
 static struct dfr_metric *m_conns, *m_bytes_in, *m_bytes_out, *m_nohost[6];
 static struct dfr_metric *m_waf_pass, *m_waf_block, *m_waf_open, *m_waf_closed;
 static struct dfr_metric *m_up_connect_fail, *m_up_timeout, *m_up_retry, *m_up_reuse;
@@ -31,18 +31,9 @@ stats_init(void)
 {
 	char labels[64];
 
-	for (size_t i = 0; i <= NLAT; i++) {
-		if (i < NLAT)
-			snprintf(labels, sizeof(labels), "le=\"%g\"", lat_bounds[i]);
-		else
-			snprintf(labels, sizeof(labels), "le=\"+Inf\"");
-		m_lat_bucket[i] = dfr_counter("httpd_upstream_latency_seconds_bucket", labels,
-		                              "Time from request sent to response head, by bucket");
-	}
-	m_lat_sum_us = dfr_counter("httpd_upstream_latency_microseconds_sum", NULL,
-	                           "Sum of backend latencies in microseconds");
-	m_lat_count = dfr_counter("httpd_upstream_latency_seconds_count", NULL,
-	                          "Responses measured for backend latency");
+	(void)dfr_histogram_init(&m_lat, "httpd_upstream_latency",
+	                         "Time from request sent to response head",
+	                         lat_bounds_us, sizeof(lat_bounds_us) / sizeof(lat_bounds_us[0]));
 	m_conns = dfr_gauge("httpd_connections_open", NULL, "Client connections open");
 	m_bytes_in = dfr_counter("httpd_client_bytes_in_total", NULL, "Bytes read from clients");
 	m_bytes_out = dfr_counter("httpd_client_bytes_out_total", NULL, "Bytes written to clients");
@@ -172,12 +163,7 @@ stats_bytes(uint64_t in, uint64_t out)
 void
 stats_upstream_latency(double seconds)
 {
-	for (size_t i = 0; i < NLAT; i++)
-		if (seconds <= lat_bounds[i])
-			dfr_metric_inc(m_lat_bucket[i]);
-	dfr_metric_inc(m_lat_bucket[NLAT]);
-	dfr_metric_inc(m_lat_count);
-	dfr_metric_add(m_lat_sum_us, (int64_t)(seconds * 1e6));
+	dfr_histogram_observe(&m_lat, seconds > 0 ? (uint64_t)(seconds * 1e6) : 0);
 }
 
 void

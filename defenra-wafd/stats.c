@@ -15,12 +15,11 @@
 #define LOG_BURST 20
 
 static const uint64_t bucket_us[] = {10, 25, 50, 100, 250, 500, 1000, 5000, 25000, 100000};
-#define NBUCKETS (sizeof(bucket_us) / sizeof(bucket_us[0]))
+
 
 static struct dfr_metric *m_action[3];
 static struct dfr_metric *m_fail[DFR_WAF_FAIL_MAX + 1];
-static struct dfr_metric *m_bucket[NBUCKETS + 1];
-static struct dfr_metric *m_sum_us, *m_count;
+static struct dfr_histogram m_eval;
 static struct dfr_metric *m_generation, *m_domains, *m_states, *m_compile_errors;
 static struct dfr_metric *m_log_dropped;
 
@@ -42,17 +41,8 @@ stats_init(void)
 		        dfr_counter("wafd_failures_total", labels,
 		                    "Error verdicts by kind (script error, budget, memory, ...)");
 	}
-	for (size_t i = 0; i <= NBUCKETS; i++) {
-		if (i < NBUCKETS)
-			snprintf(labels, sizeof(labels), "le=\"%g\"", (double)bucket_us[i] / 1e6);
-		else
-			snprintf(labels, sizeof(labels), "le=\"+Inf\"");
-		m_bucket[i] = dfr_counter("wafd_eval_seconds_bucket", labels,
-		                          "Time to judge one request, cumulative buckets");
-	}
-	m_sum_us = dfr_counter("wafd_eval_microseconds_sum", NULL,
-	                       "Total time spent judging requests, microseconds");
-	m_count = dfr_counter("wafd_eval_seconds_count", NULL, "Requests judged");
+	(void)dfr_histogram_init(&m_eval, "wafd_eval", "Time to judge one request", bucket_us,
+	                         sizeof(bucket_us) / sizeof(bucket_us[0]));
 	m_generation = dfr_gauge("wafd_generation", NULL, "Config generation of the code in force");
 	m_domains = dfr_gauge("wafd_domains_with_code", NULL, "Domains that have Lua code");
 	m_states = dfr_gauge("wafd_lua_states", NULL, "Lua states alive over all workers");
@@ -72,12 +62,7 @@ stats_verdict(const struct dfr_waf_rep *rep, uint64_t elapsed_ns)
 	if (rep->wv_action == DFR_WAF_ERROR && rep->wv_fail >= 1 &&
 	    rep->wv_fail <= DFR_WAF_FAIL_MAX)
 		dfr_metric_inc(m_fail[rep->wv_fail]);
-	for (size_t i = 0; i < NBUCKETS; i++)
-		if (us <= bucket_us[i])
-			dfr_metric_inc(m_bucket[i]);
-	dfr_metric_inc(m_bucket[NBUCKETS]);
-	dfr_metric_add(m_sum_us, (int64_t)us);
-	dfr_metric_inc(m_count);
+	dfr_histogram_observe(&m_eval, us);
 }
 
 void

@@ -19,6 +19,7 @@
 
 #include <cJSON.h>
 
+#include "error.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -252,4 +253,45 @@ dfr_metrics_reset(void)
 	reg_first = NULL;
 	reg_tail = &reg_first;
 	pthread_mutex_unlock(&reg_lock);
+}
+
+int
+dfr_histogram_init(struct dfr_histogram *h, const char *base, const char *help,
+		   const uint64_t *bounds_us, size_t n)
+{
+	char name[128], sum[128], count[128], labels[48];
+
+	if (n > DFR_HISTOGRAM_MAX)
+		return DFR_EINVAL;
+	memset(h, 0, sizeof(*h));
+	h->hi_n = n;
+	h->hi_bounds_us = bounds_us;
+	snprintf(name, sizeof(name), "%s_seconds_bucket", base);
+	snprintf(sum, sizeof(sum), "%s_microseconds_sum", base);
+	snprintf(count, sizeof(count), "%s_seconds_count", base);
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n)
+			snprintf(labels, sizeof(labels), "le=\"%g\"", (double)bounds_us[i] / 1e6);
+		else
+			snprintf(labels, sizeof(labels), "le=\"+Inf\"");
+		if ((h->hi_bucket[i] = dfr_counter(name, labels, help)) == NULL)
+			return DFR_ENOMEM;
+	}
+	h->hi_sum_us = dfr_counter(sum, NULL, help);
+	h->hi_count = dfr_counter(count, NULL, help);
+	return h->hi_sum_us != NULL && h->hi_count != NULL ? DFR_OK : DFR_ENOMEM;
+}
+
+void
+dfr_histogram_observe(struct dfr_histogram *h, uint64_t us)
+{
+	size_t i = 0;
+
+	/* Buckets are cumulative: every bucket from the first bound at or above `us` counts it. */
+	while (i < h->hi_n && us > h->hi_bounds_us[i])
+		i++;
+	for (; i <= h->hi_n; i++)
+		dfr_metric_inc(h->hi_bucket[i]);
+	dfr_metric_add(h->hi_sum_us, (int64_t)us);
+	dfr_metric_inc(h->hi_count);
 }

@@ -75,6 +75,25 @@ char *dfr_metrics_prometheus(size_t *len);
 /* The registry as a JSON object {"name": value, "name{labels}": value, …}. Caller deletes. */
 struct cJSON *dfr_metrics_json(void);
 
+/* A latency histogram in Prometheus form, made of registry counters: cumulative buckets
+ * `<base>_seconds_bucket{le="…"}` (and `le="+Inf"`), `<base>_microseconds_sum` and
+ * `<base>_seconds_count`. Bounds are in microseconds, ascending, at most DFR_HISTOGRAM_MAX. */
+#define DFR_HISTOGRAM_MAX 24
+
+struct dfr_histogram {
+	size_t hi_n;
+	const uint64_t *hi_bounds_us;
+	struct dfr_metric *hi_bucket[DFR_HISTOGRAM_MAX + 1]; /* the last is +Inf */
+	struct dfr_metric *hi_sum_us, *hi_count;
+};
+
+/* Registers the histogram's counters; `bounds_us` must outlive it. DFR_OK, DFR_EINVAL (too
+ * many bounds) or DFR_ENOMEM. */
+int dfr_histogram_init(struct dfr_histogram *h, const char *base, const char *help,
+		       const uint64_t *bounds_us, size_t n);
+/* Counts one observation of `us` microseconds (a few relaxed atomic adds). */
+void dfr_histogram_observe(struct dfr_histogram *h, uint64_t us);
+
 /* Forgets every metric (tests only: pointers held become invalid). */
 void dfr_metrics_reset(void);
 
