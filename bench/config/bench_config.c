@@ -1,7 +1,8 @@
 /*
  * Parse, validate, diff and publish a 10,000-domain poll answer (issue: under 200 ms here).
  * Builds the answer from small.json's domain (records, GeoDNS locations, WAF code), with the
- * certificate and key on one domain in ten, then times, as syncd does them:
+ * certificate and key on one domain in ten (1,000 distinct ECDSA pairs made at start, as a real
+ * answer carries; BENCH_SAME_CERT=1 uses small.json's one pair), then times, as syncd does them:
  *   cold:   parse + validate (no config in force), diff against nothing, publish on the bus;
  *   steady: the next poll with 1% of domains changed, parsed against the config in force.
  * Prints min/median/max of ROUNDS runs of each, and of their parts (parse+validate, diff,
@@ -20,6 +21,9 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "bus.h"
 #include "config.h"
@@ -66,7 +70,50 @@ read_file(const char *path)
 	return buf;
 }
 
+/* A distinct certificate and key for domain i (ECDSA P-256, self-signed, CN = its name), so the
+ * benchmark checks 1,000 different pairs as a real Core answer would carry. PEMs in *cert and
+ * *key (malloc'd). */
+static int
+make_pair(const char *name, char **cert, char **key)
+{
+	EVP_PKEY *pk = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	BIO *bc = BIO_new(BIO_s_mem()), *bk = BIO_new(BIO_s_mem());
+	char *p;
+	long n;
+	int rc = -1;
+
+	if (pk == NULL || x == NULL || bc == NULL || bk == NULL)
+		goto out;
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400L * 90);
+	X509_set_pubkey(x, pk);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+				   (const unsigned char *)name, -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(x));
+	if (X509_sign(x, pk, EVP_sha256()) == 0 || !PEM_write_bio_X509(bc, x) ||
+	    !PEM_write_bio_PrivateKey(bk, pk, NULL, NULL, 0, NULL, NULL))
+		goto out;
+	n = BIO_get_mem_data(bc, &p);
+	*cert = strndup(p, (size_t)n);
+	n = BIO_get_mem_data(bk, &p);
+	*key = strndup(p, (size_t)n);
+	rc = *cert != NULL && *key != NULL ? 0 : -1;
+out:
+	BIO_free(bc);
+	BIO_free(bk);
+	X509_free(x);
+	EVP_PKEY_free(pk);
+	return rc;
+}
+
 /* The answer with NDOMAINS domains; `variant` changes the TXT of one domain in a hundred. */
+static struct {
+	char *cert, *key;
+} pairs[NDOMAINS / 10];
+
 static char *
 make_answer(const char *fixture, int variant)
 {
@@ -97,11 +144,16 @@ make_answer(const char *fixture, int variant)
 				cJSON_ReplaceItemInObject(r, "value", cJSON_CreateString(txt));
 			}
 		}
+		cJSON *ssl = cJSON_GetObjectItem(d, "ssl");
 		if (getenv("BENCH_ALL_PLAIN") || i % 10 != 0) {
-			cJSON *ssl = cJSON_GetObjectItem(d, "ssl");
 			cJSON_ReplaceItemInObject(ssl, "enabled", cJSON_CreateFalse());
 			cJSON_ReplaceItemInObject(ssl, "certificate", cJSON_CreateNull());
 			cJSON_ReplaceItemInObject(ssl, "privateKey", cJSON_CreateNull());
+		} else if (pairs[i / 10].cert != NULL) {
+			cJSON_ReplaceItemInObject(ssl, "certificate",
+						  cJSON_CreateString(pairs[i / 10].cert));
+			cJSON_ReplaceItemInObject(ssl, "privateKey",
+						  cJSON_CreateString(pairs[i / 10].key));
 		}
 		cJSON_AddItemToArray(domains, d);
 	}
@@ -186,6 +238,15 @@ main(int argc, char **argv)
 	if ((fixture = read_file(path)) == NULL || mkdtemp(dir) == NULL) {
 		fprintf(stderr, "bench: cannot read %s\n", path);
 		return 1;
+	}
+	/* Distinct pairs unless BENCH_SAME_CERT (then small.json's one pair, checked once). */
+	for (int i = 0; i < NDOMAINS / 10 && getenv("BENCH_SAME_CERT") == NULL; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "site%05d.example", i * 10);
+		if (make_pair(name, &pairs[i].cert, &pairs[i].key) != 0) {
+			fprintf(stderr, "bench: cannot make a certificate\n");
+			return 1;
+		}
 	}
 	a1 = make_answer(fixture, 0);
 	a2 = make_answer(fixture, 1);
