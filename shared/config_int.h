@@ -55,10 +55,26 @@ bool dfr_cfg_tls_check(const char *cert_pem, const char *key_pem, char *why, siz
  * free it with dfr_cfg_tls_cache_free()). Same verdicts, ~20 times cheaper per key. */
 struct ossl_decoder_ctx_st;
 struct evp_pkey_st;
+struct ossl_lib_ctx_st;
+struct ossl_provider_st;
 struct dfr_tls_cache {
 	struct ossl_decoder_ctx_st *tc_dctx; /* OSSL_DECODER_CTX */
 	struct evp_pkey_st *tc_key;          /* EVP_PKEY the decoder writes to */
 	bool tc_failed;
+	/* The fast path of a good pair (see config_tls.c): certificates parsed in a library context
+	 * without providers, the leaf's public key through a kept SubjectPublicKeyInfo decoder. */
+	struct ossl_lib_ctx_st *tc_lctx;      /* OSSL_LIB_CTX with the null provider only */
+	struct ossl_provider_st *tc_nullprov; /* OSSL_PROVIDER */
+	struct ossl_decoder_ctx_st *tc_pdctx;
+	struct evp_pkey_st *tc_pub;
+	bool tc_fast_failed;
+	/* Decoders for one key type each (EC, RSA, Ed25519: twice as fast as the generic ones),
+	 * picked by the leaf's key algorithm: private key (PEM) and public key (DER). */
+	struct dfr_tls_typed {
+		struct ossl_decoder_ctx_st *ty_kdctx, *ty_pdctx;
+		struct evp_pkey_st *ty_key, *ty_pub;
+		bool ty_failed;
+	} tc_typed[3];
 };
 bool dfr_cfg_tls_check_cached(struct dfr_tls_cache *tc, const char *cert_pem, const char *key_pem,
                               char *why, size_t whylen);
@@ -195,6 +211,7 @@ jv_is(const struct dfr_jv *v, enum dfr_jv_type t)
 #define DFR_CFG_LOG_MAX 100 /* warnings logged one by one per parse, then summed up */
 
 struct dfr_tls_seen;
+struct dfr_tls_sync;
 
 /* The state of one parse: the previous config, the record budget, the drop count. */
 struct dfr_pctx {
@@ -212,6 +229,7 @@ struct dfr_pctx {
 	struct dfr_tls_seen *pc_tls;
 	size_t pc_ntls, pc_tls_cap;
 	struct dfr_tls_cache pc_tlsc;
+	struct dfr_tls_sync *pc_tls_sync; /* non-NULL while two threads share pc_tls */
 	/* The last antiDDoS text and its compact form (most domains share one). */
 	char *pc_anti_raw, *pc_anti_out;
 	size_t pc_anti_rawlen, pc_anti_outlen;

@@ -47,7 +47,8 @@
  *  - ssl: a certificate and key that do not parse or do not match are dropped; if `prev` has a
  *    valid pair for the same domain id, that pair is kept (a bad renewal never removes HTTPS).
  *    A pair byte-identical to prev's is not checked again (10,000 domains per poll), and a
- *    pair repeated in one answer is checked once (OpenSSL takes ~0.4 ms per RSA key). The
+ *    pair repeated in one answer is checked once (OpenSSL takes ~0.4 ms per RSA key); in a large
+ *    answer the reader thread checks every other new pair ahead of the worker. The
  *    canonical JSON read by dfr_domain_from_json() comes from syncd, which checked the pair:
  *    it is not checked again there (httpd loads it anyway).
  *  - Proxy ports must be JSON integers 1..65535; numeric strings are refused (the Core sends
@@ -244,7 +245,15 @@ struct dfr_tls_seen {
 	uint64_t ts_hash;
 	char *ts_cert, *ts_key; /* copies; the key is zeroed before it is freed */
 	bool ts_ok;
+	bool ts_busy; /* being checked by one thread; the verdict is not there yet */
 	char ts_why[128];
+};
+
+/* When a large answer is built on two threads, the table of checked pairs is shared: the reader
+ * checks some pairs ahead of the worker (see sink_precheck()). */
+struct dfr_tls_sync {
+	pthread_mutex_t sy_mu;
+	pthread_cond_t sy_cv; /* an entry stopped being busy */
 };
 
 static uint64_t
@@ -264,48 +273,102 @@ pem_hash(uint64_t h, const char *s)
 	return (h ^ n) * 0x9E3779B97F4A7C15ull;
 }
 
+static void
+tls_lock(struct dfr_pctx *c)
+{
+	if (c->pc_tls_sync != NULL)
+		pthread_mutex_lock(&c->pc_tls_sync->sy_mu);
+}
+
+static void
+tls_unlock(struct dfr_pctx *c)
+{
+	if (c->pc_tls_sync != NULL)
+		pthread_mutex_unlock(&c->pc_tls_sync->sy_mu);
+}
+
+/* The index of the pair in the table, or SIZE_MAX (lock held). */
+static size_t
+tls_find(const struct dfr_pctx *c, uint64_t h, const char *cert, const char *key)
+{
+	for (size_t i = 0; i < c->pc_ntls; i++) {
+		const struct dfr_tls_seen *t = &c->pc_tls[i];
+
+		if (t->ts_hash == h && strcmp(t->ts_cert, cert) == 0 && strcmp(t->ts_key, key) == 0)
+			return i;
+	}
+	return SIZE_MAX;
+}
+
 /*
  * dfr_cfg_tls_check() once per distinct pair in a parse: the verdict is a function of the bytes
  * alone, and the same pair on many domains (a wildcard or multi-name certificate) is parsed by
- * OpenSSL once, not once per domain (RSA key loading costs ~0.4 ms).
+ * OpenSSL once, not once per domain (RSA key loading costs ~0.4 ms). `tc` is the calling
+ * thread's OpenSSL cache. On two threads a pair another thread is checking is waited for, or with
+ * `hint` (the reader checking ahead) left to it. The verdict does not depend on which thread
+ * checked a pair, so the drops and their reasons are those of one thread.
  */
 static bool
-tls_check_once(struct dfr_pctx *c, const char *cert, const char *key, char *why, size_t whylen)
+tls_check_once(struct dfr_pctx *c, struct dfr_tls_cache *tc, const char *cert, const char *key,
+               bool hint, char *why, size_t whylen)
 {
 	struct dfr_tls_seen *t;
+	char *cc = NULL, *kc = NULL;
+	char lwhy[sizeof(t->ts_why)];
+	size_t i;
 	uint64_t h;
+	bool ok;
 
 	if (cert == NULL || key == NULL)
 		return dfr_cfg_tls_check(cert, key, why, whylen);
 	h = pem_hash(pem_hash(0x12345, cert), key);
-	for (size_t i = 0; i < c->pc_ntls; i++) {
+	tls_lock(c);
+	while ((i = tls_find(c, h, cert, key)) != SIZE_MAX && c->pc_tls[i].ts_busy && !hint)
+		pthread_cond_wait(&c->pc_tls_sync->sy_cv, &c->pc_tls_sync->sy_mu);
+	if (i != SIZE_MAX) {
 		t = &c->pc_tls[i];
-		if (t->ts_hash == h && strcmp(t->ts_cert, cert) == 0 && strcmp(t->ts_key, key) == 0) {
-			if (!t->ts_ok)
-				snprintf(why, whylen, "%s", t->ts_why);
-			return t->ts_ok;
-		}
+		ok = t->ts_busy || t->ts_ok; /* busy: only with hint, where nothing is used */
+		if (!ok)
+			snprintf(why, whylen, "%s", t->ts_why);
+		tls_unlock(c);
+		return ok;
 	}
 	if (c->pc_ntls == c->pc_tls_cap) {
 		size_t cap = c->pc_tls_cap ? c->pc_tls_cap * 2 : 16;
 
 		if ((t = realloc(c->pc_tls, cap * sizeof(*t))) == NULL)
-			return dfr_cfg_tls_check(cert, key, why, whylen);
+			goto unlisted;
 		c->pc_tls = t;
 		c->pc_tls_cap = cap;
 	}
-	t = &c->pc_tls[c->pc_ntls];
+	if ((cc = strdup(cert)) == NULL || (kc = strdup(key)) == NULL)
+		goto unlisted;
+	i = c->pc_ntls++;
+	t = &c->pc_tls[i];
 	t->ts_hash = h;
+	t->ts_cert = cc;
+	t->ts_key = kc;
+	t->ts_busy = true;
+	t->ts_ok = false;
 	t->ts_why[0] = '\0';
-	t->ts_ok = dfr_cfg_tls_check_cached(&c->pc_tlsc, cert, key, t->ts_why, sizeof(t->ts_why));
-	if (!t->ts_ok)
-		snprintf(why, whylen, "%s", t->ts_why);
-	if ((t->ts_cert = strdup(cert)) == NULL || (t->ts_key = strdup(key)) == NULL) {
-		free(t->ts_cert);
-		return t->ts_ok;
-	}
-	c->pc_ntls++;
-	return t->ts_ok;
+	tls_unlock(c);
+	lwhy[0] = '\0';
+	ok = dfr_cfg_tls_check_cached(tc, cert, key, lwhy, sizeof(lwhy));
+	tls_lock(c);
+	t = &c->pc_tls[i]; /* the table may have moved */
+	t->ts_ok = ok;
+	memcpy(t->ts_why, lwhy, sizeof(t->ts_why));
+	t->ts_busy = false;
+	if (c->pc_tls_sync != NULL)
+		pthread_cond_broadcast(&c->pc_tls_sync->sy_cv);
+	tls_unlock(c);
+	if (!ok)
+		snprintf(why, whylen, "%s", lwhy);
+	return ok;
+unlisted:
+	tls_unlock(c);
+	free(cc);
+	return dfr_cfg_tls_check_cached(tc, cert, key, why, whylen);
 }
 
 static void
@@ -415,7 +478,8 @@ parse_ssl(struct dfr_pctx *c, struct dfr_domain *dom, const struct dfr_jv *js)
 	           strcmp(old->dom_ssl.ssl_cert_pem, cert) == 0 &&
 	           strcmp(old->dom_ssl.ssl_key_pem, key) == 0) {
 		why[0] = '\0'; /* checked when it first came */
-	} else if (c->pc_verify_tls && !tls_check_once(c, cert, key, why, sizeof(why))) {
+	} else if (c->pc_verify_tls &&
+	           !tls_check_once(c, &c->pc_tlsc, cert, key, false, why, sizeof(why))) {
 		; /* why is set */
 	} else if (!c->pc_verify_tls && (cert == NULL || key == NULL)) {
 		snprintf(why, sizeof(why), "%s",
@@ -1031,6 +1095,9 @@ struct dom_sink {
 	struct dom_batch *ds_free;
 	size_t ds_nbatches;
 	bool ds_done; /* the reader has finished */
+	struct dfr_tls_sync ds_tls;  /* the shared table of checked pairs */
+	struct dfr_tls_cache ds_tlsc; /* the reader's OpenSSL cache */
+	size_t ds_npairs;             /* pairs the reader met that need a check */
 	struct dfr_arena ds_single; /* one thread: the element arena */
 	struct dfr_arena ds_scratch; /* where each domain is built (pc_scratch), reset after */
 };
@@ -1129,6 +1196,38 @@ sink_submit(struct dom_sink *s)
 	return b;
 }
 
+/*
+ * The reader's share of the certificate checks: every other pair it meets that the worker will
+ * check (a pair byte-identical to the previous config's for that domain is not checked), checked
+ * now into the shared table, where the worker finds the verdict. Only a hint: whatever the reader
+ * checks or skips, the worker's result is the same.
+ */
+static void
+sink_precheck(struct dom_sink *s, const struct dfr_jv *jd)
+{
+	struct dfr_pctx *c = s->ds_c;
+	const struct dfr_domain *old;
+	const struct dfr_jv *js;
+	const char *id = NULL, *cert = NULL, *key = NULL;
+	char why[128];
+
+	if (!c->pc_verify_tls || !jv_is(jd, DFR_JV_OBJECT))
+		return;
+	js = dfr_jv_get(jd, "ssl");
+	if (!jv_is(js, DFR_JV_OBJECT) || get_str(js, "certificate", &cert) != F_OK ||
+	    get_str(js, "privateKey", &key) != F_OK || cert == NULL || key == NULL ||
+	    *cert == '\0' || *key == '\0')
+		return;
+	if (get_str(jd, "id", &id) == F_OK && id != NULL &&
+	    (old = dfr_config_find_domain(c->pc_prev, id)) != NULL &&
+	    old->dom_ssl.ssl_cert_pem != NULL && old->dom_ssl.ssl_key_pem != NULL &&
+	    strcmp(old->dom_ssl.ssl_cert_pem, cert) == 0 && strcmp(old->dom_ssl.ssl_key_pem, key) == 0)
+		return;
+	if ((s->ds_npairs++ & 1) != 0)
+		return;
+	(void)tls_check_once(c, &s->ds_tlsc, cert, key, true, why, sizeof(why));
+}
+
 static int
 domain_elem(void *arg, const struct dfr_jv *jd, size_t idx)
 {
@@ -1140,6 +1239,7 @@ domain_elem(void *arg, const struct dfr_jv *jd, size_t idx)
 		dfr_arena_reset(&s->ds_single);
 		return s->ds_rc;
 	}
+	sink_precheck(s, jd);
 	b->b_el[b->b_n] = jd;
 	b->b_idx[b->b_n] = idx;
 	b->b_bytes += jd->jv_type == DFR_JV_OBJECT ? jd->jv_rawlen : 0;
@@ -1176,9 +1276,24 @@ sink_start(struct dom_sink *s, struct dfr_pctx *c, size_t len)
 		pthread_mutex_destroy(&s->ds_mu);
 		return true;
 	}
+	if (pthread_mutex_init(&s->ds_tls.sy_mu, NULL) != 0) {
+		pthread_cond_destroy(&s->ds_cv);
+		pthread_mutex_destroy(&s->ds_mu);
+		return true;
+	}
+	if (pthread_cond_init(&s->ds_tls.sy_cv, NULL) != 0) {
+		pthread_mutex_destroy(&s->ds_tls.sy_mu);
+		pthread_cond_destroy(&s->ds_cv);
+		pthread_mutex_destroy(&s->ds_mu);
+		return true;
+	}
 	s->ds_threaded = true;
+	c->pc_tls_sync = &s->ds_tls;
 	if (sink_submit(s) == NULL || dfr_cfg_thread_start(&s->ds_thread, sink_worker, s) != 0) {
 		s->ds_threaded = false;
+		c->pc_tls_sync = NULL;
+		pthread_cond_destroy(&s->ds_tls.sy_cv);
+		pthread_mutex_destroy(&s->ds_tls.sy_mu);
 		if (s->ds_cur != NULL) {
 			dfr_arena_free(&s->ds_cur->b_ar);
 			free(s->ds_cur);
@@ -1221,6 +1336,10 @@ sink_finish(struct dom_sink *s)
 	}
 	pthread_cond_destroy(&s->ds_cv);
 	pthread_mutex_destroy(&s->ds_mu);
+	s->ds_c->pc_tls_sync = NULL;
+	pthread_cond_destroy(&s->ds_tls.sy_cv);
+	pthread_mutex_destroy(&s->ds_tls.sy_mu);
+	dfr_cfg_tls_cache_free(&s->ds_tlsc);
 	s->ds_threaded = false;
 }
 

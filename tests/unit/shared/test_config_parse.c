@@ -11,8 +11,10 @@
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "config.h"
+#include "config_int.h"
 #include "error.h"
 #include "tests/lib/tap.h"
 
@@ -401,6 +403,200 @@ other_key_pem(void)
 	return out;
 }
 
+/* PEM text of what a write function put into a memory BIO, or NULL. */
+static char *
+bio_text(BIO *b)
+{
+	char *data;
+	long n = BIO_get_mem_data(b, &data);
+
+	return n > 0 ? strndup(data, (size_t)n) : NULL;
+}
+
+/* A key of a kind ("P-256", "P-384", "RSA", "ED25519"). */
+static EVP_PKEY *
+gen_key(const char *kind)
+{
+	if (strcmp(kind, "RSA") == 0)
+		return EVP_RSA_gen(2048);
+	if (strcmp(kind, "ED25519") == 0)
+		return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	return EVP_EC_gen(kind);
+}
+
+/* A self-signed certificate (PEM) for k. */
+static char *
+self_signed(EVP_PKEY *k, int serial)
+{
+	X509 *x = X509_new();
+	BIO *b = BIO_new(BIO_s_mem());
+	X509_NAME *n;
+	char *out = NULL;
+
+	if (x == NULL || b == NULL)
+		goto out;
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_set_pubkey(x, k);
+	n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"t.example", -1, -1,
+	                           0);
+	X509_set_issuer_name(x, n);
+	if (X509_sign(x, k, EVP_PKEY_get_id(k) == EVP_PKEY_ED25519 ? NULL : EVP_sha256()) > 0 &&
+	    PEM_write_bio_X509(b, x))
+		out = bio_text(b);
+out:
+	X509_free(x);
+	BIO_free(b);
+	return out;
+}
+
+static char *
+key_text(EVP_PKEY *k, bool encrypted)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *out = NULL;
+
+	if (b != NULL && PEM_write_bio_PrivateKey(b, k, encrypted ? EVP_aes_128_cbc() : NULL,
+	                                          encrypted ? (unsigned char *)"secret1" : NULL,
+	                                          encrypted ? 7 : 0, NULL, NULL))
+		out = bio_text(b);
+	BIO_free(b);
+	return out;
+}
+
+#define NKIND 12
+
+/*
+ * Pairs of every kind the check meets, one verdict each: through dfr_cfg_tls_check(), through
+ * the cache (first and second use), and in poll answers small (one thread) and over 1 MB (the
+ * reader and the worker share the checks), where the same domains must be kept and dropped.
+ */
+static void
+test_tls_kinds(void)
+{
+	static const char *const kinds[] = {"P-256", "P-384", "RSA", "ED25519", "P-256"};
+	EVP_PKEY *k[5] = {NULL};
+	char *cert[5] = {NULL}, *key[5] = {NULL}, *enc = NULL, *chain = NULL;
+	struct {
+		const char *what, *cert, *key;
+		bool good;
+		const char *why;
+	} v[NKIND];
+	struct dfr_tls_cache tc;
+	size_t len, nv = 0;
+	char *small = fixture("small.json", &len);
+	cJSON *root = NULL, *doms, *proto;
+	bool built = small != NULL;
+
+	memset(&tc, 0, sizeof(tc));
+	for (int i = 0; i < 5; i++) {
+		k[i] = gen_key(kinds[i]);
+		cert[i] = k[i] ? self_signed(k[i], i + 1) : NULL;
+		key[i] = k[i] ? key_text(k[i], false) : NULL;
+		built = built && cert[i] != NULL && key[i] != NULL;
+	}
+	enc = k[0] ? key_text(k[0], true) : NULL;
+	if (built && enc != NULL && (chain = malloc(strlen(cert[0]) + strlen(cert[2]) + 1)) != NULL)
+		strcat(strcpy(chain, cert[0]), cert[2]);
+	ok(built && chain != NULL, "tls kinds: keys and certificates made");
+	if (!built || chain == NULL)
+		goto out;
+#define V(w, c, kk, g, r) v[nv++] = (__typeof__(v[0])){w, c, kk, g, r}
+	V("EC P-256 pair", cert[0], key[0], true, "");
+	V("EC P-384 pair", cert[1], key[1], true, "");
+	V("RSA pair", cert[2], key[2], true, "");
+	V("Ed25519 pair", cert[3], key[3], true, "");
+	V("chain, leaf first", chain, key[0], true, "");
+	V("EC key of another P-256 pair", cert[0], key[4], false, "key does not match certificate");
+	V("RSA certificate, EC key", cert[2], key[0], false, "key does not match certificate");
+	V("P-256 certificate, P-384 key", cert[0], key[1], false, "key does not match certificate");
+	V("Ed25519 certificate, RSA key", cert[3], key[2], false, "key does not match certificate");
+	V("encrypted key", cert[0], enc, false, "private key does not parse");
+	V("garbage certificate", "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n",
+	  key[0], false, "certificate does not parse");
+	V("key as certificate", key[0], key[0], false, "certificate does not parse");
+#undef V
+	for (size_t i = 0; i < nv; i++) {
+		char w1[128] = "", w2[128] = "", w3[128] = "";
+		bool r1 = dfr_cfg_tls_check(v[i].cert, v[i].key, w1, sizeof(w1));
+		bool r2 = dfr_cfg_tls_check_cached(&tc, v[i].cert, v[i].key, w2, sizeof(w2));
+		bool r3 = dfr_cfg_tls_check_cached(&tc, v[i].cert, v[i].key, w3, sizeof(w3));
+
+		ok(r1 == v[i].good && strcmp(w1, v[i].why) == 0, "tls kinds: %s: %s (%s)", v[i].what,
+		   v[i].good ? "accepted" : "rejected", w1);
+		ok(r2 == r1 && r3 == r1 && strcmp(w2, w1) == 0 && strcmp(w3, w1) == 0,
+		   "tls kinds: %s: same verdict through the cache", v[i].what);
+		ok(strstr(w1, "PRIVATE") == NULL, "tls kinds: %s: no key in the reason", v[i].what);
+	}
+	/* Answers: domain j carries variant j % nv; small (one thread) and large (two). */
+	root = cJSON_Parse(small);
+	doms = root ? cJSON_GetObjectItem(root, "domains") : NULL;
+	proto = doms ? cJSON_DetachItemFromArray(doms, 0) : NULL;
+	ok(proto != NULL, "tls kinds: answer template");
+	if (proto == NULL)
+		goto out;
+	while (cJSON_GetArraySize(doms) > 0)
+		cJSON_DeleteItemFromArray(doms, 0);
+	for (int big = 0; big < 2; big++) {
+		size_t n = big ? 480 : nv, kept = 0, want = 0, wrong = 0;
+		struct dfr_config *cfg = NULL;
+		char *text;
+
+		for (size_t j = (size_t)cJSON_GetArraySize(doms); j < n; j++) {
+			cJSON *d = cJSON_Duplicate(proto, 1), *ssl = cJSON_GetObjectItem(d, "ssl");
+			char id[32], name[64];
+
+			snprintf(id, sizeof(id), "%024zx", j + 1);
+			snprintf(name, sizeof(name), "d%zu.example", j);
+			cJSON_ReplaceItemInObject(d, "id", cJSON_CreateString(id));
+			cJSON_ReplaceItemInObject(d, "domain", cJSON_CreateString(name));
+			cJSON_ReplaceItemInObject(ssl, "certificate", cJSON_CreateString(v[j % nv].cert));
+			cJSON_ReplaceItemInObject(ssl, "privateKey", cJSON_CreateString(v[j % nv].key));
+			cJSON_AddItemToArray(doms, d);
+		}
+		text = cJSON_PrintUnformatted(root);
+		if (big)
+			ok(text != NULL && strlen(text) > (1u << 20), "tls kinds: large answer over 1 MB");
+		is_int(text ? dfr_config_parse(text, strlen(text), NULL, &cfg, NULL, 0) : -1, DFR_OK,
+		       "tls kinds: %s answer parses", big ? "large" : "small");
+		for (size_t j = 0; cfg != NULL && j < n; j++) {
+			char id[32];
+			const struct dfr_domain *d;
+
+			snprintf(id, sizeof(id), "%024zx", j + 1);
+			d = dfr_config_find_domain(cfg, id);
+			want += v[j % nv].good;
+			if (d != NULL && d->dom_ssl.ssl_cert_pem != NULL) {
+				kept++;
+				wrong += !v[j % nv].good ||
+				         strcmp(d->dom_ssl.ssl_cert_pem, v[j % nv].cert) != 0;
+			} else {
+				wrong += v[j % nv].good;
+			}
+		}
+		ok(cfg != NULL && kept == want && wrong == 0 && cfg->cfg_dropped == n - want,
+		   "tls kinds: %s answer: %zu of %zu pairs kept, each as its check says (%zu wrong)",
+		   big ? "large" : "small", kept, n, wrong);
+		dfr_config_unref(cfg);
+		free(text);
+	}
+	cJSON_Delete(proto);
+out:
+	cJSON_Delete(root);
+	dfr_cfg_tls_cache_free(&tc);
+	for (int i = 0; i < 5; i++) {
+		EVP_PKEY_free(k[i]);
+		free(cert[i]);
+		free(key[i]);
+	}
+	free(enc);
+	free(chain);
+	free(small);
+}
+
 static void
 test_tls(void)
 {
@@ -519,6 +715,7 @@ main(void)
 	test_geodns();
 	test_edge();
 	test_tls();
+	test_tls_kinds();
 	test_implicit_locations();
 	return done_testing();
 }
