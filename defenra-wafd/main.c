@@ -12,9 +12,12 @@
  * is printed), 1 when it could not run.
  */
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "bus_nng.h"
 #include "daemon.h"
@@ -225,6 +228,38 @@ out:
 
 /* ---- daemon ------------------------------------------------------------------------------- */
 
+/*
+ * The teardown after SIGTERM is bounded. "wafd, stopped" is logged when the loop ends; closing
+ * the NNG sockets and nng_fini() come after it, while httpd keeps redialling waf.rep. Should NNG
+ * hang there (seen in CI under load: the old wafd lived on until the test harness SIGKILLed it,
+ * and every client waited meanwhile), the watch thread logs the step it hung in and exits, so
+ * that a restart stays a restart. Where NNG hangs is not known yet (nng#1813 is a candidate).
+ */
+static const char *volatile stop_step; /* written by the main thread, read by the watch */
+static volatile int stop_done;
+
+static void *
+stop_watch(void *arg)
+{
+	struct timespec ts = {WAFD_STOP_GRACE_MS / 1000, (WAFD_STOP_GRACE_MS % 1000) * 1000000L};
+
+	(void)arg;
+	while (nanosleep(&ts, &ts) == -1)
+		;
+	if (__atomic_load_n(&stop_done, __ATOMIC_ACQUIRE))
+		return NULL;
+	dfr_log_err("wafd, shutdown stuck for %u ms (%s), exiting now", WAFD_STOP_GRACE_MS,
+	            __atomic_load_n(&stop_step, __ATOMIC_ACQUIRE));
+	_exit(1);
+}
+
+static void
+stop_at(const char *step)
+{
+	__atomic_store_n(&stop_step, step, __ATOMIC_RELEASE);
+	dfr_log_debug("wafd, shutdown: %s", step);
+}
+
 static int
 run_daemon(void)
 {
@@ -256,11 +291,21 @@ run_daemon(void)
 	             (unsigned long long)(lim.wl_timeout_ns / 1000000u));
 	dfr_daemon_ready(&d);
 	rc = dfr_daemon_run(&d);
+	{
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, stop_watch, NULL) == 0)
+			(void)pthread_detach(t);
+	}
 out:
+	stop_at("closing the config bus");
 	wafd_bus_close(bus);
+	stop_at("closing waf.rep and the workers");
 	worker_pool_close(pool);
 	shdict_registry_clear();
+	stop_at("closing the daemon and NNG");
 	dfr_daemon_fini(&d);
+	__atomic_store_n(&stop_done, 1, __ATOMIC_RELEASE);
 	return rc == DFR_OK ? 0 : 1;
 }
 

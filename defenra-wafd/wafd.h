@@ -32,6 +32,7 @@
 #define WAFD_HOOK_STEP             1000          /* instructions between two budget checks */
 #define WAFD_OUT_HDR_BYTES         (256u * 1024) /* bytes of response header names and values */
 #define WAFD_CTX_PER_WORKER        8             /* NNG contexts each worker thread serves */
+#define WAFD_STOP_GRACE_MS         2000u         /* teardown after SIGTERM may take this long */
 #define WAFD_ERRLEN                256
 
 struct wafd_limits {

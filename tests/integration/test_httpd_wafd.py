@@ -32,7 +32,8 @@ if not os.path.exists(os.path.join(BIN, "defenra-wafd")):
     t.done()
 with Suite() as s:
     be = Backend()
-    tmo = int(200 * SLOW)
+    # Generous: this file checks verdicts; the timeout itself is tested in test_httpd_waf.py.
+    tmo = int(1000 * SLOW)
     doms = [domain("waf.test", [("@", "A", "127.0.0.1", True)], lua=LUA)]
     syncd, httpd, port, _ = start_proxy(s, config(doms), be.port, WAF_TIMEOUT_MS=tmo)
     wafd = s.start("wafd", WAFD_WORKERS=1, LOG_LEVEL="info")
@@ -40,7 +41,10 @@ with Suite() as s:
     closed = s.start("httpd", HTTP_LISTEN="127.0.0.1:%d" % cport, HTTPD_UPSTREAM_PORT=be.port,
                      WAF_FAIL_MODE="closed", WAF_TIMEOUT_MS=tmo, LOG_LEVEL="info")
     t.ok(wait_routes(port, "waf.test", 10) and wait_routes(cport, "waf.test", 10), "routed")
-    t.ok(wait_until(lambda: dict(get(port, "waf.test", "/echo")[1]).get("X-Waf") == "passed", 10),
+    # Every httpd worker has its own client of waf.rep: wait until requests on all of them get
+    # verdicts (ten in a row), not just the first worker's.
+    t.ok(wait_until(lambda: all(dict(get(port, "waf.test", "/echo")[1]).get("X-Waf") == "passed"
+                                for _ in range(10)), 10),
          "pass: the script's ngx.header is on the response")
     st, hdrs, body = get(port, "waf.test", "/admin")
     t.eq(st, 403, "ngx.exit(403) blocks")
