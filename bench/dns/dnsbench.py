@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests/integration"))
 import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 import dns.rdatatype  # noqa: E402
+from knot_conf import knot_setup  # noqa: E402
 
 NHOSTS = 50
 ZONE = "bench.test"
@@ -226,33 +227,9 @@ def start_dnsd(procs, d, name, answer, workers="1", geoip=None, cpu=SERVER_CPU):
 
 def start_knot(procs, d):
     kd = os.path.join(d, "knot")
-    os.makedirs(os.path.join(kd, "db"), exist_ok=True)
-    with open(os.path.join(kd, ZONE + ".zone"), "w") as f:
-        f.write(zone_file())
     port = free_port()
-    conf = os.path.join(kd, "knot.conf")
-    with open(conf, "w") as f:
-        f.write("""server:
-    rundir: "%(kd)s"
-    listen: 127.0.0.1@%(port)d
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: warning
-database:
-    storage: "%(kd)s/db"
-template:
-  - id: default
-    storage: "%(kd)s"
-    semantic-checks: off
-zone:
-  - domain: %(zone)s
-    file: %(zone)s.zone
-""" % {"kd": kd, "port": port, "zone": ZONE})
-    pr = procs.start(["knotd", "-c", conf, "-s", os.path.join(kd, "knot.sock")],
-                     log=os.path.join(kd, "knot.log"), cpu=SERVER_CPU)
+    args = knot_setup(kd, ZONE, zone_file(), port)
+    pr = procs.start(["knotd"] + args, log=os.path.join(kd, "knot.log"), cpu=SERVER_CPU)
     return pr, port
 
 

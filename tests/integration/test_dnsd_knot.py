@@ -13,6 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dfr import Suite, Tap, free_port, wait_until  # noqa: E402
 from dnsd_util import query, start_dns, wait_dns  # noqa: E402
+from knot_conf import knot_setup  # noqa: E402
 
 import dns.flags  # noqa: E402
 
@@ -88,33 +89,10 @@ with Suite() as s:
     t.ok(wait_dns(port, ZONE), "dnsd serves the zone")
     serial = dnsd.generation()
     kd = os.path.join(s.dir, "knot")
-    os.makedirs(os.path.join(kd, "db"))
-    with open(os.path.join(kd, ZONE + ".zone"), "w") as f:
-        f.write(zone_text(serial))
     kport = free_port()
-    conf = os.path.join(kd, "knot.conf")
-    with open(conf, "w") as f:
-        f.write("""server:
-    rundir: "%(kd)s"
-    listen: 127.0.0.1@%(port)d
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: warning
-database:
-    storage: "%(kd)s/db"
-template:
-  - id: default
-    storage: "%(kd)s"
-    semantic-checks: off
-zone:
-  - domain: %(zone)s
-    file: %(zone)s.zone
-""" % {"kd": kd, "port": kport, "zone": ZONE})
+    args = knot_setup(kd, ZONE, zone_text(serial), kport)
     log = open(os.path.join(kd, "knot.log"), "wb")
-    kp = subprocess.Popen([knotd, "-c", conf, "-s", os.path.join(kd, "knot.sock")], stdout=log,
+    kp = subprocess.Popen([knotd] + args, stdout=log,
                           stderr=subprocess.STDOUT)
     try:
         t.ok(wait_until(lambda: query(kport, ZONE, timeout=0.5) is not None, 10), "knotd answers")
