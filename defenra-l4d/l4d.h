@@ -161,7 +161,6 @@ const char *proxy_proto_name(const struct l4proxy *p);
 
 /* ---- tcp.c: listener and connections ------------------------------------------------------- */
 int tcp_listen(struct l4proxy *p);
-void tcp_unlisten(struct l4proxy *p);
 /* Ends every connection of p (why for the log). */
 void tcp_close_all(struct l4proxy *p, const char *why);
 /* Closes connections idle longer than the timeout. */
@@ -203,7 +202,8 @@ void splice_pool_free(struct l4d *l4);
 
 /* ---- udp.c: UDP listener and sessions ------------------------------------------------------ */
 int udp_listen(struct l4proxy *p);
-void udp_unlisten(struct l4proxy *p);
+/* Sends the replies still queued for the proxy's clients, before its socket closes. */
+void udp_flush_replies(struct l4proxy *p);
 void udp_close_all(struct l4proxy *p, const char *why);
 /* Ends sessions idle longer than the timeout. */
 void udp_sweep(struct l4proxy *p, time_t now);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "env.h"
 #include "error.h"
@@ -274,6 +275,20 @@ proxy_start(struct l4proxy *p)
 }
 
 /* Frees a proxy that is on no list; its clients end at once. */
+/* Closes the proxy's listening socket (UDP: after sending what is queued for its clients). */
+static void
+proxy_unlisten(struct l4proxy *p)
+{
+	if (p->p_proto == DFR_PROXY_UDP)
+		udp_flush_replies(p);
+	if (p->p_ev != NULL)
+		event_free(p->p_ev);
+	p->p_ev = NULL;
+	if (p->p_fd != -1)
+		(void)close(p->p_fd);
+	p->p_fd = -1;
+}
+
 static void
 proxy_free(struct l4proxy *p)
 {
@@ -282,10 +297,7 @@ proxy_free(struct l4proxy *p)
 	p->p_res = NULL;
 	tcp_close_all(p, "l4d stopping");
 	udp_close_all(p, "l4d stopping");
-	if (p->p_proto == DFR_PROXY_UDP)
-		udp_unlisten(p);
-	else
-		tcp_unlisten(p);
+	proxy_unlisten(p);
 	if (p->p_grace != NULL)
 		event_free(p->p_grace);
 	dfr_metric_set(p->p_st.s_listening, 0);
@@ -333,12 +345,8 @@ proxy_remove(struct l4proxy *p)
 	dfr_metric_set(p->p_st.s_listening, 0);
 	/* A TCP listener goes at once (its port is free again); a UDP one stays for the grace
 	 * period, for the replies of open sessions must come from the same port. */
-	if (p->p_proto == DFR_PROXY_TCP || p->p_nsess == 0) {
-		if (p->p_proto == DFR_PROXY_UDP)
-			udp_unlisten(p);
-		else
-			tcp_unlisten(p);
-	}
+	if (p->p_proto == DFR_PROXY_TCP || p->p_nsess == 0)
+		proxy_unlisten(p);
 	if (p->p_nconns == 0 && p->p_nsess == 0) {
 		dfr_log_info("l4, %s removed", p->p_label);
 		proxy_free(p);

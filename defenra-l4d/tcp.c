@@ -471,17 +471,6 @@ tcp_listen(struct l4proxy *p)
 }
 
 void
-tcp_unlisten(struct l4proxy *p)
-{
-	if (p->p_ev != NULL)
-		event_free(p->p_ev);
-	p->p_ev = NULL;
-	if (p->p_fd != -1)
-		(void)close(p->p_fd);
-	p->p_fd = -1;
-}
-
-void
 tcp_close_all(struct l4proxy *p, const char *why)
 {
 	struct tconn *tc;

@@ -451,17 +451,11 @@ udp_listen(struct l4proxy *p)
 }
 
 void
-udp_unlisten(struct l4proxy *p)
+udp_flush_replies(struct l4proxy *p)
 {
-	/* Queued replies name their proxy: send them before it goes. */
+	/* Queued replies name their proxy: send them before its socket goes. */
 	if (p->p_l4->l_ub != NULL && p->p_l4->l_ub->ub_nout > 0)
 		udp_flush(p->p_l4->l_ub);
-	if (p->p_ev != NULL)
-		event_free(p->p_ev);
-	p->p_ev = NULL;
-	if (p->p_fd != -1)
-		(void)close(p->p_fd);
-	p->p_fd = -1;
 }
 
 void
