@@ -11,6 +11,7 @@ export DFR_BUILD="$PWD/$O"
 export DFR_ROOT="$PWD"
 export DFR_FIXTURES="${DFR_FIXTURES:-$(cd .. && pwd)/shared/fixtures/core}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}"
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 # Sanitized daemons are slower: integration tests scale their waits by this.
 [ "${SANITIZE:-0}" = 1 ] && export DFR_SLOW=3 || export DFR_SLOW=1
