@@ -27,7 +27,7 @@ endif
 
 CC ?= gcc
 PKGS := libevent libevent_pthreads libcurl libcjson lua5.4 libmaxminddb ldns liburcu libsystemd \
-	libssl libcrypto
+	libssl libcrypto libevent_openssl libnghttp2
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian's libnng-dev 1.5.2 and libhttp-parser-dev 2.9 ship no .pc file.

@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev liblua5.4-dev libmaxminddb-dev libldns-dev libnng-dev
-libcurl4-openssl-dev libcjson-dev liburcu-dev libsystemd-dev libhttp-parser-dev
+libcurl4-openssl-dev libcjson-dev liburcu-dev libsystemd-dev libhttp-parser-dev libnghttp2-dev
 python3 python3-dnspython dnsutils curl socat openssl"
 # Each part of the suite may list what its tests or benchmarks need in deploy/deps.d/*.list.
 for f in "$(dirname "$0")"/deps.d/*.list; do
