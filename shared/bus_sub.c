@@ -16,7 +16,12 @@
  *  - a delta that does not decode or apply -> snapshot;
  *  - at most one snapshot request is outstanding; while syncd is away the request is retried
  *    when the REQ socket becomes writable (a pipe connected) and every DFR_BUS_RETRY_MS;
- *  - with syncd gone, the current config simply stays.
+ *  - with syncd gone, the current config simply stays;
+ *  - a socket that stays deaf is dialled again (sub_watch): NNG 1.5.2's dialer can stop
+ *    redialling when syncd dies during a connection's handshake, which left a daemon on an old
+ *    generation for good in the whole-suite restart test. SUB: nothing on config.pub for
+ *    BUS_SILENCE_MS (syncd sends a heartbeat every second). REQ: a snapshot wanted for
+ *    BUS_SILENCE_MS while config.pub shows syncd alive.
  * What it does not do: swap the daemon's config or decide what a config means. The call-back
  * gets a reference and does its own swap.
  */
@@ -41,6 +46,7 @@
 #define BUS_RECONN_MAX_MS 1000
 #define BUS_REQ_RESEND_MS 1000  /* NNG resends an unanswered request this often */
 #define BUS_REQ_STALE_MS  10000 /* and past this we start over with a new request */
+#define BUS_SILENCE_MS    (3 * DFR_BUS_HEARTBEAT_MS) /* a socket this quiet is dialled again */
 
 struct dfr_bus_sub {
 	struct event_base *sb_base;
@@ -48,6 +54,13 @@ struct dfr_bus_sub {
 	nng_socket sb_req;
 	bool sb_sub_open;
 	bool sb_req_open;
+	nng_dialer sb_sub_dialer;
+	nng_dialer sb_req_dialer;
+	char sb_run_dir[DFR_BUS_URL_MAX];
+	struct event *sb_watch_ev; /* deaf-socket watchdog, every heartbeat interval */
+	uint64_t sb_heard_ms;      /* last message on config.pub (or the last SUB dial) */
+	uint64_t sb_want_ms;       /* when the wanted snapshot was first wanted (or REQ dialled) */
+	bool sb_silence_logged;
 	struct event *sb_sub_ev;   /* SUB readable */
 	struct event *sb_req_ev;   /* REQ readable: a reply */
 	struct event *sb_send_ev;  /* REQ writable, watched only while a request waits to go */
@@ -73,6 +86,7 @@ struct dfr_bus_sub {
 	struct dfr_metric *sb_m_dropped;
 	struct dfr_metric *sb_m_heartbeats;
 	struct dfr_metric *sb_m_generation;
+	struct dfr_metric *sb_m_redials;
 };
 
 static void sub_send_request(struct dfr_bus_sub *sub);
@@ -98,6 +112,7 @@ sub_want_snapshot(struct dfr_bus_sub *sub, const char *why)
 	if (sub->sb_want)
 		return;
 	sub->sb_want = true;
+	sub->sb_want_ms = dfr_bus_now_ms();
 	sub->sb_waiting_logged = false;
 	snprintf(sub->sb_why, sizeof(sub->sb_why), "%s", why);
 	if (event_add(sub->sb_retry_ev, &tv) == -1)
@@ -351,6 +366,8 @@ sub_sub_readable(evutil_socket_t fd, short what, void *arg)
 	int rv, rc;
 
 	while ((rv = nng_recvmsg(sub->sb_sub, &msg, NNG_FLAG_NONBLOCK)) == 0) {
+		sub->sb_heard_ms = dfr_bus_now_ms();
+		sub->sb_silence_logged = false;
 		rc = dfr_msg_decode(nng_msg_body(msg), nng_msg_len(msg), &h, &payload);
 		if (rc != DFR_OK) {
 			/* If it was a delta, the next one shows the gap. */
@@ -383,7 +400,7 @@ sub_sub_readable(evutil_socket_t fd, short what, void *arg)
 
 /* Options shared by both sockets, then the background dial. */
 static int
-sub_dial(nng_socket sock, const char *run_dir, const char *name)
+sub_dial(nng_socket sock, const char *run_dir, const char *name, nng_dialer *dialer)
 {
 	char url[DFR_BUS_URL_MAX];
 	int rv;
@@ -398,11 +415,49 @@ sub_dial(nng_socket sock, const char *run_dir, const char *name)
 		return dfr_bus_nng_rc(rv);
 	}
 	/* Non-blocking dial: no syncd yet is fine, NNG keeps reconnecting in the background. */
-	if ((rv = nng_dial(sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+	if ((rv = nng_dial(sock, url, dialer, NNG_FLAG_NONBLOCK)) != 0) {
 		dfr_log_err("bus, cannot dial %s (%s)", url, nng_strerror(rv));
 		return dfr_bus_nng_rc(rv);
 	}
 	return DFR_OK;
+}
+
+/* Replaces a socket's dialer (and with it any pipe it holds) by a new one. */
+static int
+sub_redial(nng_socket sock, nng_dialer *dialer, const char *run_dir, const char *name)
+{
+	(void)nng_dialer_close(*dialer);
+	return sub_dial(sock, run_dir, name, dialer);
+}
+
+/* The deaf-socket watchdog (see the rules at the top). */
+static void
+sub_watch(evutil_socket_t fd, short what, void *arg)
+{
+	struct dfr_bus_sub *sub = arg;
+	uint64_t now = dfr_bus_now_ms();
+	bool syncd_heard = now - sub->sb_heard_ms < BUS_SILENCE_MS;
+
+	if (!syncd_heard) {
+		if (!sub->sb_silence_logged)
+			dfr_log_info("bus, nothing on config.pub for %d ms, dialling syncd again",
+			             BUS_SILENCE_MS);
+		sub->sb_silence_logged = true;
+		dfr_metric_inc(sub->sb_m_redials);
+		(void)sub_redial(sub->sb_sub, &sub->sb_sub_dialer, sub->sb_run_dir, "config.pub");
+		sub->sb_heard_ms = now; /* give the new dial a full period */
+		return;
+	}
+	if (sub->sb_want && now - sub->sb_want_ms >= BUS_SILENCE_MS) {
+		dfr_log_info("bus, syncd is alive but no snapshot after %d ms, dialling config.rep "
+		             "again (%s)",
+		             BUS_SILENCE_MS, sub->sb_why);
+		dfr_metric_inc(sub->sb_m_redials);
+		(void)sub_redial(sub->sb_req, &sub->sb_req_dialer, sub->sb_run_dir, "config.rep");
+		sub->sb_want_ms = now;
+		/* The request in flight went with the old pipe: ask again as soon as one is up. */
+		sub_send_request(sub);
+	}
 }
 
 struct dfr_bus_sub *
@@ -431,6 +486,10 @@ dfr_bus_sub_open(struct event_base *base, const char *run_dir, dfr_cfg_apply_fn 
 	        dfr_counter("bus_heartbeats_total", NULL, "Heartbeats received from syncd.");
 	sub->sb_m_generation = dfr_gauge("bus_generation", NULL,
 	                                 "Generation of the config published or in force.");
+	sub->sb_m_redials = dfr_counter("bus_redials_total", NULL,
+	                                "Bus sockets dialled again after staying deaf.");
+	snprintf(sub->sb_run_dir, sizeof(sub->sb_run_dir), "%s", run_dir);
+	sub->sb_heard_ms = dfr_bus_now_ms();
 
 	if ((rv = nng_sub0_open(&sub->sb_sub)) != 0) {
 		dfr_log_err("bus, cannot open a sub socket (%s)", nng_strerror(rv));
@@ -447,8 +506,8 @@ dfr_bus_sub_open(struct event_base *base, const char *run_dir, dfr_cfg_apply_fn 
 		dfr_log_err("bus, cannot set socket options (%s)", nng_strerror(rv));
 		goto fail;
 	}
-	if (sub_dial(sub->sb_sub, run_dir, "config.pub") != DFR_OK ||
-	    sub_dial(sub->sb_req, run_dir, "config.rep") != DFR_OK)
+	if (sub_dial(sub->sb_sub, run_dir, "config.pub", &sub->sb_sub_dialer) != DFR_OK ||
+	    sub_dial(sub->sb_req, run_dir, "config.rep", &sub->sb_req_dialer) != DFR_OK)
 		goto fail;
 	if ((sub->sb_sub_ev = dfr_bus_watch_recv(base, sub->sb_sub, sub_sub_readable, sub)) ==
 	            NULL ||
@@ -461,8 +520,15 @@ dfr_bus_sub_open(struct event_base *base, const char *run_dir, dfr_cfg_apply_fn 
 	/* Not added here: only while a request waits for a pipe. */
 	if ((sub->sb_send_ev = event_new(base, fd, EV_READ | EV_PERSIST, sub_req_writable, sub)) ==
 	            NULL ||
-	    (sub->sb_retry_ev = event_new(base, -1, EV_PERSIST, sub_retry, sub)) == NULL) {
+	    (sub->sb_retry_ev = event_new(base, -1, EV_PERSIST, sub_retry, sub)) == NULL ||
+	    (sub->sb_watch_ev = event_new(base, -1, EV_PERSIST, sub_watch, sub)) == NULL) {
 		dfr_log_err("bus, cannot create the subscriber's events (out of memory)");
+		goto fail;
+	}
+	if (event_add(sub->sb_watch_ev, &(struct timeval){DFR_BUS_HEARTBEAT_MS / 1000,
+	                                                  (DFR_BUS_HEARTBEAT_MS % 1000) * 1000}) ==
+	    -1) {
+		dfr_log_err("bus, cannot start the subscriber's watchdog");
 		goto fail;
 	}
 	dfr_log_info("bus, subscribing to ipc://%s/config.pub", run_dir);
@@ -484,6 +550,8 @@ dfr_bus_sub_close(struct dfr_bus_sub *sub)
 {
 	if (sub == NULL)
 		return;
+	if (sub->sb_watch_ev != NULL)
+		event_free(sub->sb_watch_ev);
 	if (sub->sb_retry_ev != NULL)
 		event_free(sub->sb_retry_ev);
 	if (sub->sb_send_ev != NULL)

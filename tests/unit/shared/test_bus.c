@@ -67,6 +67,8 @@ struct fake {
 	size_t f_json_len;
 	int f_requests;     /* snapshot requests seen */
 	uint64_t f_req_gen; /* generation the last asker had */
+	bool f_mute;        /* requests go unanswered */
+	bool f_beat;        /* a heartbeat of f_gen on every tick */
 };
 static struct fake *fake;
 
@@ -99,6 +101,10 @@ fake_serve(struct fake *f)
 		if (dfr_msg_decode(nng_msg_body(m), nng_msg_len(m), &h, &p) == DFR_OK &&
 		    h.mh_type == DFR_MSG_CFG_SNAPSHOT_REQ) {
 			f->f_requests++;
+			if (f->f_mute) {
+				nng_msg_free(m);
+				continue;
+			}
 			f->f_req_gen = h.mh_generation;
 			raw_send(f->f_rep, DFR_MSG_CFG_SNAPSHOT_REP, f->f_gen, 0, f->f_json,
 				 f->f_json ? f->f_json_len : 0);
@@ -113,6 +119,8 @@ tick(evutil_socket_t fd, short what, void *arg)
 {
 	if (fake != NULL)
 		fake_serve(fake);
+	if (fake != NULL && fake->f_beat)
+		raw_send(fake->f_pub, DFR_MSG_CFG_HEARTBEAT, fake->f_gen, fake->f_gen, NULL, 0);
 }
 
 typedef bool cond_fn(void *arg);
@@ -648,6 +656,98 @@ out:
 	dfr_config_unref(c);
 }
 
+/* Pipes the fake's sockets took, counted from NNG's threads. */
+static int fake_pipes_pub, fake_pipes_rep;
+
+static void
+fake_pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	__atomic_add_fetch((int *)arg, 1, __ATOMIC_RELAXED);
+}
+
+static int
+pipes(int *n)
+{
+	return __atomic_load_n(n, __ATOMIC_RELAXED);
+}
+
+/* (10) deaf sockets are dialled again: a syncd whose config.pub stays silent, and one that is
+ * alive on config.pub but never answers on config.rep (NNG 1.5.2's dialer can wedge in both
+ * ways when syncd dies during a handshake). */
+static void
+test_deaf(const char *dir)
+{
+	struct dfr_config *a = fixture_cfg("small.json", 4);
+	struct fake fk = {0};
+	struct dfr_bus_sub *sub = NULL;
+	struct rec r = {0};
+	char url[600], *json_a = NULL;
+	size_t la = 0;
+	int64_t redials;
+	int pub0, rep0, reqs, n;
+
+	if (!ok(a != NULL && (json_a = dfr_config_to_json(a, &la)) != NULL, "(10) config"))
+		goto out;
+	nng_pub0_open(&fk.f_pub);
+	nng_rep0_open(&fk.f_rep);
+	nng_pipe_notify(fk.f_pub, NNG_PIPE_EV_ADD_POST, fake_pipe_added, &fake_pipes_pub);
+	nng_pipe_notify(fk.f_rep, NNG_PIPE_EV_ADD_POST, fake_pipe_added, &fake_pipes_rep);
+	snprintf(url, sizeof(url), "ipc://%s/config.pub", dir);
+	ok(nng_listen(fk.f_pub, url, NULL, 0) == 0, "(10) fake pub listens");
+	snprintf(url, sizeof(url), "ipc://%s/config.rep", dir);
+	ok(nng_listen(fk.f_rep, url, NULL, 0) == 0, "(10) fake rep listens");
+	fk.f_gen = 4;
+	fk.f_json = json_a;
+	fk.f_json_len = la;
+	fake = &fk;
+
+	/* Silent config.pub: after three heartbeat intervals the SUB dials again. */
+	redials = counter("bus_redials_total");
+	sub = dfr_bus_sub_open(base, dir, on_cfg, &r);
+	if (!ok(sub != NULL, "(10) subscriber opens"))
+		goto out;
+	ok(wait_calls(&r, 1), "(10) first snapshot");
+	pub0 = pipes(&fake_pipes_pub);
+	is_int(pub0, 1, "(10) one SUB pipe");
+	run_for(2 * DFR_BUS_HEARTBEAT_MS);
+	is_int(counter("bus_redials_total"), redials, "(10) two quiet seconds are no silence yet");
+	ok(wait_counter("bus_redials_total", redials + 1), "(10) a silent config.pub is dialled again");
+	run_for(300);
+	n = pipes(&fake_pipes_pub);
+	ok(n > pub0, "(10) through a new pipe (%d pipes)", n);
+
+	/* config.pub alive, config.rep mute: the REQ dials again and the request is asked anew
+	 * on the new pipe; once answered, the config arrives. */
+	fk.f_beat = true;
+	fk.f_mute = true;
+	fk.f_gen = 5;
+	run_for(300);
+	redials = counter("bus_redials_total");
+	rep0 = pipes(&fake_pipes_rep);
+	reqs = fk.f_requests;
+	ok(wait_counter("bus_redials_total", redials + 1) && r.calls == 1,
+	   "(10) a snapshot wanted and unanswered while syncd beats: config.rep dialled again");
+	run_for(500);
+	n = pipes(&fake_pipes_rep);
+	ok(n > rep0 && fk.f_requests > reqs,
+	   "(10) and the request asked again on a new pipe (%d pipes, %d requests)", n,
+	   fk.f_requests);
+	is_int(counter("bus_redials_total"), redials + 1, "(10) config.pub was not redialled meanwhile");
+	fk.f_mute = false;
+	ok(wait_calls(&r, 2), "(10) answered: generation 5 handed over");
+	is_int(r.gen, 5, "(10) generation 5");
+out:
+	fake = NULL;
+	dfr_bus_sub_close(sub);
+	if (json_a != NULL) {
+		nng_close(fk.f_pub);
+		nng_close(fk.f_rep);
+	}
+	free(json_a);
+	dfr_config_unref(r.cfg);
+	dfr_config_unref(a);
+}
+
 static void
 test_open_errors(const char *dir)
 {
@@ -672,7 +772,7 @@ test_open_errors(const char *dir)
 int
 main(void)
 {
-	char tmpl[] = "/tmp/dfr-bus-XXXXXX", sub1[512], sub2[512], sub3[512];
+	char tmpl[] = "/tmp/dfr-bus-XXXXXX", sub1[512], sub2[512], sub3[512], sub4[512];
 	const char *dir;
 	struct stat st;
 
@@ -686,6 +786,7 @@ main(void)
 	snprintf(sub1, sizeof(sub1), "%s/run", dir);
 	snprintf(sub2, sizeof(sub2), "%s/run2", dir);
 	snprintf(sub3, sizeof(sub3), "%s/run3", dir);
+	snprintf(sub4, sizeof(sub4), "%s/run4", dir);
 	ok(mkdir(sub1, 0750) == 0, "run dir made");
 
 	test_real(sub1);
@@ -694,6 +795,8 @@ main(void)
 	   "publisher created its run dir with mode 0750");
 	ok(mkdir(sub3, 0750) == 0, "run dir for the fake syncd made");
 	test_hostile_syncd(sub3);
+	ok(mkdir(sub4, 0750) == 0, "run dir for the deaf fake syncd made");
+	test_deaf(sub4);
 	test_open_errors(dir);
 
 	for (const char *d = sub1; d != NULL; d = d == sub1 ? sub2 : NULL) {
@@ -704,6 +807,7 @@ main(void)
 		ok(rmdir(d) == 0, "and no socket file");
 	}
 	ok(rmdir(sub3) == 0, "the fake's socket files are gone");
+	ok(rmdir(sub4) == 0, "the deaf fake's socket files are gone");
 	ok(rmdir(dir) == 0, "temp dir removed");
 	event_base_free(base);
 	nng_fini();
