@@ -123,91 +123,157 @@ dfr_msg_decode(const uint8_t *buf, size_t len, struct dfr_msg_hdr *h, const uint
 
 /*
  * Items go in as raw JSON (their canonical dom_json / px_json): the encoder never parses what the
- * config model already serialised, it only strings the pieces together. Ids go through cJSON's
- * string escaping since they are the Core's text.
+ * config model already serialised, it only strings the pieces together, straight into the
+ * caller's buffer (the bus message itself when publishing: a first poll of 10,000 domains is a
+ * 37 MB delta, and each copy of it cost 10-20 ms). Ids are escaped as JSON strings since they are
+ * the Core's text.
  */
-static cJSON *
-delta_family(const char *const *jsons, size_t njsons, const char *const *ids, size_t nids)
+struct delta_out {
+	char *o_p;     /* next byte; NULL while only measuring */
+	size_t o_len;  /* bytes so far */
+};
+
+static void
+delta_put(struct delta_out *o, const char *s, size_t n)
 {
-	cJSON *fam = cJSON_CreateObject(), *up, *rm;
-
-	if (fam == NULL)
-		return NULL;
-	if ((up = cJSON_AddArrayToObject(fam, "upsert")) == NULL ||
-	    (rm = cJSON_AddArrayToObject(fam, "remove")) == NULL)
-		goto fail;
-	for (size_t i = 0; i < njsons; i++) {
-		cJSON *raw = cJSON_CreateRaw(jsons[i]);
-
-		if (raw == NULL || !cJSON_AddItemToArray(up, raw)) {
-			cJSON_Delete(raw);
-			goto fail;
-		}
+	if (o->o_p != NULL) {
+		memcpy(o->o_p, s, n);
+		o->o_p += n;
 	}
-	for (size_t i = 0; i < nids; i++) {
-		cJSON *s = cJSON_CreateString(ids[i]);
-
-		if (s == NULL || !cJSON_AddItemToArray(rm, s)) {
-			cJSON_Delete(s);
-			goto fail;
-		}
-	}
-	return fam;
-fail:
-	cJSON_Delete(fam);
-	return NULL;
+	o->o_len += n;
 }
 
-char *
-dfr_delta_encode(const struct dfr_config_diff *diff, size_t *len)
+/* A JSON string: quotes, backslash and control characters escaped, everything else as is. */
+static void
+delta_put_string(struct delta_out *o, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	delta_put(o, "\"", 1);
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+
+		if (c == '"' || c == '\\') {
+			esc[1] = (char)c;
+			delta_put(o, esc, 2);
+		} else if (c < 0x20) {
+			delta_put(o, esc, 6);
+		} else {
+			delta_put(o, (const char *)&c, 1);
+		}
+	}
+	delta_put(o, "\"", 1);
+}
+
+/* "name":{"upsert":[<json>,…],"remove":["<id>",…]}; false when an item has no JSON. */
+static bool
+delta_family(struct delta_out *o, const char *name, const char *const *jsons,
+             const size_t *lens, size_t njsons, const char *const *ids, size_t nids)
+{
+	delta_put_string(o, name);
+	delta_put(o, ":{\"upsert\":[", 12);
+	for (size_t i = 0; i < njsons; i++) {
+		if (jsons[i] == NULL)
+			return false;
+		if (i > 0)
+			delta_put(o, ",", 1);
+		delta_put(o, jsons[i], lens[i]);
+	}
+	delta_put(o, "],\"remove\":[", 12);
+	for (size_t i = 0; i < nids; i++) {
+		if (i > 0)
+			delta_put(o, ",", 1);
+		delta_put_string(o, ids[i]);
+	}
+	delta_put(o, "]}", 2);
+	return true;
+}
+
+/* Lists each family's pieces once; the walk is the same for measuring and for writing. */
+static size_t
+delta_write(const struct dfr_config_diff *diff, char *out)
 {
 	const char **djson = NULL, **dids = NULL, **pjson = NULL, **pids = NULL;
-	size_t nd = 0, np = 0;
-	cJSON *root = NULL, *fam;
-	char *out = NULL;
+	size_t *dlen = NULL, *plen = NULL, nd = 0, np = 0, len = 0;
+	struct delta_out o = {out, 0};
 
 	/* calloc(n + 1) so an empty family still gets a non-NULL array */
 	djson = calloc(diff->dd_nadded + diff->dd_nchanged + 1, sizeof(*djson));
 	dids = calloc(diff->dd_nremoved + 1, sizeof(*dids));
 	pjson = calloc(diff->dd_npx_added + diff->dd_npx_changed + 1, sizeof(*pjson));
 	pids = calloc(diff->dd_npx_removed + 1, sizeof(*pids));
-	if (djson == NULL || dids == NULL || pjson == NULL || pids == NULL)
+	dlen = calloc(diff->dd_nadded + diff->dd_nchanged + 1, sizeof(*dlen));
+	plen = calloc(diff->dd_npx_added + diff->dd_npx_changed + 1, sizeof(*plen));
+	if (djson == NULL || dids == NULL || pjson == NULL || pids == NULL || dlen == NULL ||
+	    plen == NULL)
 		goto out;
-	for (size_t i = 0; i < diff->dd_nadded; i++)
-		djson[nd++] = diff->dd_added[i]->dom_json;
-	for (size_t i = 0; i < diff->dd_nchanged; i++)
-		djson[nd++] = diff->dd_changed[i]->dom_json;
+	for (size_t i = 0; i < diff->dd_nadded + diff->dd_nchanged; i++, nd++) {
+		const struct dfr_domain *d = i < diff->dd_nadded
+		                                     ? diff->dd_added[i]
+		                                     : diff->dd_changed[i - diff->dd_nadded];
+
+		djson[nd] = d->dom_json;
+		dlen[nd] = d->dom_json_len;
+	}
 	for (size_t i = 0; i < diff->dd_nremoved; i++)
 		dids[i] = diff->dd_removed[i]->dom_id;
-	for (size_t i = 0; i < diff->dd_npx_added; i++)
-		pjson[np++] = diff->dd_px_added[i]->px_json;
-	for (size_t i = 0; i < diff->dd_npx_changed; i++)
-		pjson[np++] = diff->dd_px_changed[i]->px_json;
+	for (size_t i = 0; i < diff->dd_npx_added + diff->dd_npx_changed; i++, np++) {
+		const struct dfr_proxy *x = i < diff->dd_npx_added
+		                                    ? diff->dd_px_added[i]
+		                                    : diff->dd_px_changed[i - diff->dd_npx_added];
+
+		pjson[np] = x->px_json;
+		plen[np] = x->px_json_len;
+	}
 	for (size_t i = 0; i < diff->dd_npx_removed; i++)
 		pids[i] = diff->dd_px_removed[i]->px_id;
-	for (size_t i = 0; i < nd; i++)
-		if (djson[i] == NULL)
-			goto out;
-	for (size_t i = 0; i < np; i++)
-		if (pjson[i] == NULL)
-			goto out;
 
-	if ((root = cJSON_CreateObject()) == NULL)
+	delta_put(&o, "{", 1);
+	if (!delta_family(&o, "domains", djson, dlen, nd, dids, diff->dd_nremoved))
 		goto out;
-	if ((fam = delta_family(djson, nd, dids, diff->dd_nremoved)) == NULL)
+	delta_put(&o, ",", 1);
+	if (!delta_family(&o, "proxies", pjson, plen, np, pids, diff->dd_npx_removed))
 		goto out;
-	cJSON_AddItemToObject(root, "domains", fam);
-	if ((fam = delta_family(pjson, np, pids, diff->dd_npx_removed)) == NULL)
-		goto out;
-	cJSON_AddItemToObject(root, "proxies", fam);
-	if ((out = cJSON_PrintUnformatted(root)) != NULL && len != NULL)
-		*len = strlen(out);
+	delta_put(&o, "}", 1);
+	len = o.o_len;
 out:
-	cJSON_Delete(root);
 	free(djson);
 	free(dids);
 	free(pjson);
 	free(pids);
+	free(dlen);
+	free(plen);
+	return len;
+}
+
+size_t
+dfr_delta_encoded_len(const struct dfr_config_diff *diff)
+{
+	return delta_write(diff, NULL);
+}
+
+size_t
+dfr_delta_encode_into(const struct dfr_config_diff *diff, char *out)
+{
+	return delta_write(diff, out);
+}
+
+char *
+dfr_delta_encode(const struct dfr_config_diff *diff, size_t *len)
+{
+	size_t n = dfr_delta_encoded_len(diff);
+	char *out;
+
+	if (n == 0 || (out = malloc(n + 1)) == NULL)
+		return NULL;
+	if (dfr_delta_encode_into(diff, out) != n) {
+		free(out);
+		return NULL;
+	}
+	out[n] = '\0';
+	if (len != NULL)
+		*len = n;
 	return out;
 }
 

@@ -58,8 +58,13 @@ int dfr_msg_decode(const uint8_t *buf, size_t len, struct dfr_msg_hdr *h, const 
  *   {"domains":{"upsert":[<dom_json>,…],"remove":["<id>",…]},
  *    "proxies":{"upsert":[<px_json>,…],"remove":["<id>",…]}}
  * Encoding takes the diff's added and changed items as upserts, removed ones as removes.
- * Returns a malloc'd buffer the caller frees, NULL on ENOMEM. */
+ * Returns a malloc'd, NUL-terminated buffer the caller frees, NULL on ENOMEM. */
 char *dfr_delta_encode(const struct dfr_config_diff *diff, size_t *len);
+/* The same in two steps, for a caller that owns the buffer (the bus message): the exact length
+ * (0 on ENOMEM), then the bytes written into out, which must hold that many (returns the
+ * length written, 0 on ENOMEM; no NUL). */
+size_t dfr_delta_encoded_len(const struct dfr_config_diff *diff);
+size_t dfr_delta_encode_into(const struct dfr_config_diff *diff, char *out);
 
 /* A decoded delta: new objects with a reference each, owned by the delta. */
 struct dfr_delta {

@@ -116,7 +116,7 @@ dfr_bus_msg_build(nng_msg **out, struct dfr_msg_hdr *h, const void *payload, siz
 		return DFR_ENOMEM;
 	body = nng_msg_body(msg);
 	dfr_msg_hdr_encode(body, h);
-	if (len > 0)
+	if (len > 0 && payload != NULL)
 		memcpy(body + DFR_BUS_HDR_LEN, payload, len);
 	*out = msg;
 	return DFR_OK;

@@ -39,7 +39,8 @@ struct event *dfr_bus_watch_recv(struct event_base *base, nng_socket sock, event
  * without blocking. DFR_OK, DFR_EAGAIN (no peer or peer busy: dropped), DFR_ENOMEM or DFR_EIO. */
 int dfr_bus_send(nng_socket sock, struct dfr_msg_hdr *h, const void *payload, size_t len);
 
-/* Builds the same message as an nng_msg the caller owns (to cache and nng_msg_dup). */
+/* Builds the same message as an nng_msg the caller owns (to cache and nng_msg_dup). With
+ * payload NULL the len bytes after the header are left for the caller to write. */
 int dfr_bus_msg_build(nng_msg **out, struct dfr_msg_hdr *h, const void *payload, size_t len);
 
 /* Sends a message the caller built, without blocking. On DFR_OK NNG owns msg; on error the

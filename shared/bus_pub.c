@@ -435,9 +435,9 @@ dfr_bus_pub_publish(struct dfr_bus_pub *pub, struct dfr_config *cfg,
 	struct dfr_msg_hdr h = {.mh_type = DFR_MSG_CFG_DELTA,
 	                        .mh_generation = cfg->cfg_generation,
 	                        .mh_base_generation = base_gen};
-	char *payload = NULL;
+	nng_msg *msg = NULL;
 	size_t len = 0;
-	int rc;
+	int rc, send_rc = DFR_OK;
 
 	if (cfg == pub->pb_cfg)
 		return DFR_OK;
@@ -448,11 +448,23 @@ dfr_bus_pub_publish(struct dfr_bus_pub *pub, struct dfr_config *cfg,
 		            (unsigned long long)cfg->cfg_generation, (unsigned long long)base_gen);
 		return DFR_ESTALE;
 	}
-	/* Encode before changing anything, so a failure leaves the publisher as it was. */
-	if (diff != NULL && (payload = dfr_delta_encode(diff, &len)) == NULL) {
-		dfr_log_err("bus, delta to generation %llu not encoded (out of memory)",
-		            (unsigned long long)cfg->cfg_generation);
-		return DFR_ENOMEM;
+	/* Encode before changing anything, so a failure leaves the publisher as it was; straight
+	 * into the message, whose size is measured first. A delta over the bus's size limit is
+	 * not an error of the publish (see below): msg stays NULL and send_rc says why. */
+	if (diff != NULL) {
+		if ((len = dfr_delta_encoded_len(diff)) == 0)
+			send_rc = DFR_ENOMEM;
+		else if ((send_rc = dfr_bus_msg_build(&msg, &h, NULL, len)) == DFR_OK &&
+		         dfr_delta_encode_into(diff, (char *)nng_msg_body(msg) + DFR_BUS_HDR_LEN) !=
+		                 len)
+			send_rc = DFR_ENOMEM;
+		if (send_rc == DFR_ENOMEM) {
+			if (msg != NULL)
+				nng_msg_free(msg);
+			dfr_log_err("bus, delta to generation %llu not encoded (out of memory)",
+			            (unsigned long long)cfg->cfg_generation);
+			return DFR_ENOMEM;
+		}
 	}
 
 	dfr_config_unref(pub->pb_cfg);
@@ -471,8 +483,8 @@ dfr_bus_pub_publish(struct dfr_bus_pub *pub, struct dfr_config *cfg,
 
 	/* A delta that cannot go out is not an error of the publish: the config is current, and
 	 * the next heartbeat sends every subscriber for a snapshot. */
-	rc = dfr_bus_send(pub->pb_pub, &h, payload, len);
-	free(payload);
+	if ((rc = send_rc) == DFR_OK && (rc = dfr_bus_send_msg(pub->pb_pub, msg)) != DFR_OK)
+		nng_msg_free(msg);
 	if (rc != DFR_OK) {
 		dfr_metric_inc(pub->pb_m_send_failed);
 		dfr_log_warn("bus, delta %llu on %llu not sent, subscribers will resync (%s)",

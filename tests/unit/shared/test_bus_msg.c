@@ -196,6 +196,35 @@ check_delta(const struct dfr_config *old, const struct dfr_config *new, const ch
 	dfr_config_diff_free(&diff);
 }
 
+/* Removed ids are the Core's text: whatever they hold, the payload is JSON that gives them back. */
+static void
+test_delta_id_escaping(void)
+{
+	static const char id[] = "a\"b\\c\n\x01\x1f/\xc3\xa9";
+	struct dfr_domain dom = {.dom_id = (char *)id};
+	const struct dfr_domain *removed[] = {&dom};
+	struct dfr_config_diff diff = {.dd_removed = removed, .dd_nremoved = 1};
+	char *payload;
+	size_t len = 0;
+	cJSON *j = NULL, *rm;
+
+	payload = dfr_delta_encode(&diff, &len);
+	ok(payload != NULL && len == dfr_delta_encoded_len(&diff) && len == strlen(payload),
+	   "delta with an awkward id encoded (%zu bytes)", len);
+	if (payload != NULL)
+		j = cJSON_ParseWithLength(payload, len);
+	rm = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "domains"), "remove");
+	ok(cJSON_IsArray(rm) && cJSON_GetArraySize(rm) == 1 &&
+	           cJSON_IsString(cJSON_GetArrayItem(rm, 0)) &&
+	           strcmp(cJSON_GetArrayItem(rm, 0)->valuestring, id) == 0,
+	   "it parses as JSON and gives the id back: %s", payload ? payload : "(null)");
+	ok(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "proxies"), "upsert")) ==
+	           0,
+	   "empty families are empty arrays");
+	cJSON_Delete(j);
+	free(payload);
+}
+
 /* small.json with a domain changed and one added (from geodns.json), a proxy changed and one
  * removed. */
 static struct dfr_config *
@@ -358,6 +387,7 @@ main(void)
 	plan_lazy();
 	dfr_log_set_level(DFR_LOG_ERR);
 	test_header();
+	test_delta_id_escaping();
 	test_delta_round_trip();
 	test_hostile_deltas();
 	return done_testing();
