@@ -121,3 +121,36 @@ out:
 	fclose(f);
 	return buf;
 }
+
+static int cap_saved_fd = -1;
+static FILE *cap_file;
+
+void
+tap_capture_start(void)
+{
+	fflush(stderr);
+	if ((cap_file = tmpfile()) == NULL)
+		return;
+	cap_saved_fd = dup(STDERR_FILENO);
+	dup2(fileno(cap_file), STDERR_FILENO);
+}
+
+const char *
+tap_capture_end(void)
+{
+	static char buf[8192];
+	size_t n = 0;
+
+	buf[0] = '\0';
+	if (cap_file == NULL)
+		return buf;
+	fflush(stderr);
+	dup2(cap_saved_fd, STDERR_FILENO);
+	close(cap_saved_fd);
+	rewind(cap_file);
+	n = fread(buf, 1, sizeof(buf) - 1, cap_file);
+	buf[n] = '\0';
+	fclose(cap_file);
+	cap_file = NULL;
+	return buf;
+}

@@ -23,4 +23,9 @@ const char *tap_fixtures_dir(void);
 /* Reads a whole file; caller frees. NULL if it cannot. */
 char *tap_read_file(const char *path, size_t *len);
 
+/* Captures stderr (what a library logs) between tap_capture_start() and tap_capture_end(), which
+ * returns it (the first 8 KiB, NUL-terminated, in a static buffer). Not nested. */
+void tap_capture_start(void);
+const char *tap_capture_end(void);
+
 #endif

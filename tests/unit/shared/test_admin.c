@@ -24,33 +24,6 @@
 #include "metrics.h"
 #include "tests/lib/tap.h"
 
-/* --- stderr capture ---------------------------------------------------------------------- */
-static int saved_fd = -1;
-static FILE *cap_file;
-
-static void
-capture_start(void)
-{
-	cap_file = tmpfile();
-	saved_fd = dup(STDERR_FILENO);
-	dup2(fileno(cap_file), STDERR_FILENO);
-}
-
-static const char *
-capture_end(void)
-{
-	static char buf[8192];
-	size_t n;
-
-	dup2(saved_fd, STDERR_FILENO);
-	close(saved_fd);
-	rewind(cap_file);
-	n = fread(buf, 1, sizeof(buf) - 1, cap_file);
-	buf[n] = '\0';
-	fclose(cap_file);
-	return buf;
-}
-
 /* --- a tiny HTTP client ------------------------------------------------------------------ */
 struct resp {
 	int status;
@@ -298,18 +271,18 @@ test_admin(void)
 
 	/* The port is taken now: a second endpoint there fails with one line. */
 	snprintf(addr, sizeof(addr), "127.0.0.1:%u", dfr_admin_port(c.adm));
-	capture_start();
+	tap_capture_start();
 	struct dfr_admin *dup = dfr_admin_open(c.base, "testd", addr);
-	err = capture_end();
+	err = tap_capture_end();
 	ok(dup == NULL, "a taken port gives NULL");
 	char want[128];
 	snprintf(want, sizeof(want), "admin, cannot listen on %s (Address already in use)\n", addr);
 	ok(strstr(err, want) != NULL, "bind failure line: %s", err);
 	dfr_admin_close(dup);
 
-	capture_start();
+	tap_capture_start();
 	dup = dfr_admin_open(c.base, "testd", "localhost:80");
-	err = capture_end();
+	err = tap_capture_end();
 	ok(dup == NULL, "a non-numeric address gives NULL");
 	ok(strstr(err, "admin, cannot listen on localhost:80") != NULL, "and says so: %s", err);
 
@@ -373,18 +346,18 @@ test_daemon(void)
 
 	/* A bad admin address stops the start with one line naming it. */
 	setenv("TESTD_ADMIN_LISTEN", "127.0.0.1:99999", 1);
-	capture_start();
+	tap_capture_start();
 	rc = dfr_daemon_init(&d, "testd", "TESTD_ADMIN_LISTEN", "127.0.0.1:0");
-	err = capture_end();
+	err = tap_capture_end();
 	is_int(rc, DFR_EINVAL, "daemon: bad admin address is an error");
 	ok(strstr(err, "TESTD_ADMIN_LISTEN=127.0.0.1:99999 is not valid") != NULL,
 	   "daemon: the line names it: %s", err);
 	ok(d.dd_base == NULL && d.dd_admin == NULL, "daemon: nothing left allocated");
 
 	setenv("LOG_LEVEL", "loud", 1);
-	capture_start();
+	tap_capture_start();
 	rc = dfr_daemon_init(&d, "testd", "TESTD_ADMIN_LISTEN", "127.0.0.1:0");
-	capture_end();
+	tap_capture_end();
 	is_int(rc, DFR_EINVAL, "daemon: bad LOG_LEVEL is an error");
 	unsetenv("LOG_LEVEL");
 
@@ -402,11 +375,11 @@ test_daemon(void)
 	}
 
 	unsetenv("TESTD_ADMIN_LISTEN");
-	capture_start();
+	tap_capture_start();
 	rc = dfr_daemon_init(&d, "testd", "TESTD_ADMIN_LISTEN", "127.0.0.1:0");
 	is_int(rc, DFR_OK, "daemon: init");
 	if (rc != DFR_OK) {
-		capture_end();
+		tap_capture_end();
 		goto out;
 	}
 	ok(d.dd_base != NULL && d.dd_admin != NULL && dfr_admin_port(d.dd_admin) > 0,
@@ -420,7 +393,7 @@ test_daemon(void)
 	evtimer_add(term, &t_term);
 	dfr_daemon_ready(&d);
 	rc = dfr_daemon_run(&d);
-	err = capture_end();
+	err = tap_capture_end();
 	is_int(rc, DFR_OK, "daemon: run returns OK after SIGTERM");
 	is_int(dc.reloads, 1, "daemon: SIGHUP called the reload hook");
 	is_int(dc.stops, 1, "daemon: SIGTERM called the stop hook");

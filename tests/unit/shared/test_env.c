@@ -12,33 +12,6 @@
 #include "error.h"
 #include "tests/lib/tap.h"
 
-/* stderr of everything between capture_start() and capture_end(), which returns it (static). */
-static int saved_fd = -1;
-static FILE *cap_file;
-
-static void
-capture_start(void)
-{
-	cap_file = tmpfile();
-	saved_fd = dup(STDERR_FILENO);
-	dup2(fileno(cap_file), STDERR_FILENO);
-}
-
-static const char *
-capture_end(void)
-{
-	static char buf[4096];
-	size_t n;
-
-	dup2(saved_fd, STDERR_FILENO);
-	close(saved_fd);
-	rewind(cap_file);
-	n = fread(buf, 1, sizeof(buf) - 1, cap_file);
-	buf[n] = '\0';
-	fclose(cap_file);
-	return buf;
-}
-
 static int
 count_lines(const char *s)
 {
@@ -86,27 +59,27 @@ test_uint(void)
 	for (int i = 0; bad[i] != NULL; i++) {
 		setenv("POLLING_INTERVAL", bad[i], 1);
 		v = 1234;
-		capture_start();
+		tap_capture_start();
 		int rc = dfr_env_uint("POLLING_INTERVAL", 60, 1, 86400, &v);
-		err = capture_end();
+		err = tap_capture_end();
 		is_int(rc, DFR_EINVAL, "uint: '%s' rejected", bad[i]);
 		is_int(v, 1234, "uint: '%s' leaves out untouched", bad[i]);
 		is_int(count_lines(err), 1, "uint: '%s' prints one line", bad[i]);
 	}
 
 	setenv("POLLING_INTERVAL", "abc", 1);
-	capture_start();
+	tap_capture_start();
 	dfr_env_uint_expect("POLLING_INTERVAL", 60, 1, 86400,
 			    "a whole number of seconds from 1 to 86400", &v);
-	err = capture_end();
+	err = tap_capture_end();
 	ok(strstr(err, "POLLING_INTERVAL=abc is not valid (expected a whole number of seconds from "
 		       "1 to 86400)\n") != NULL,
 	   "uint: error line with the caller's expectation: %s", err);
 
 	setenv("T_N", "11", 1);
-	capture_start();
+	tap_capture_start();
 	dfr_env_uint("T_N", 5, 1, 10, &v);
-	err = capture_end();
+	err = tap_capture_end();
 	ok(strstr(err, "T_N=11 is not valid (expected a whole number from 1 to 10)") != NULL,
 	   "uint: generic expectation names the range: %s", err);
 	unsetenv("T_N");
@@ -128,9 +101,9 @@ test_choice(void)
 	is_int(v, 1, "choice: CLOSED is index 1");
 	setenv("WAF_FAIL_MODE", "maybe", 1);
 	v = 9;
-	capture_start();
+	tap_capture_start();
 	int rc = dfr_env_choice("WAF_FAIL_MODE", "open", modes, &v);
-	err = capture_end();
+	err = tap_capture_end();
 	is_int(rc, DFR_EINVAL, "choice: unknown value rejected");
 	is_int(v, 9, "choice: out untouched on error");
 	ok(strstr(err, "WAF_FAIL_MODE=maybe is not valid (expected open or closed)\n") != NULL,
@@ -138,9 +111,9 @@ test_choice(void)
 
 	static const char *const three[] = {"a", "b", "c", NULL};
 	setenv("T_C", "d", 1);
-	capture_start();
+	tap_capture_start();
 	dfr_env_choice("T_C", "a", three, &v);
-	err = capture_end();
+	err = tap_capture_end();
 	ok(strstr(err, "(expected a, b or c)") != NULL, "choice: three choices listed: %s", err);
 	unsetenv("T_C");
 	unsetenv("WAF_FAIL_MODE");
@@ -207,9 +180,9 @@ test_env_addr(void)
 	is_int(dfr_env_addr("DNSD_ADMIN_LISTEN", "127.0.0.1:9101", &a), DFR_OK, "env addr: set");
 	is_str(a.text, "[::1]:9201", "env addr: set text");
 	setenv("DNSD_ADMIN_LISTEN", "nonsense", 1);
-	capture_start();
+	tap_capture_start();
 	int rc = dfr_env_addr("DNSD_ADMIN_LISTEN", "127.0.0.1:9101", &a);
-	err = capture_end();
+	err = tap_capture_end();
 	is_int(rc, DFR_EINVAL, "env addr: bad value rejected");
 	ok(strstr(err, "DNSD_ADMIN_LISTEN=nonsense is not valid (expected host:port") != NULL,
 	   "env addr: error line: %s", err);
@@ -254,18 +227,18 @@ test_addr_list(void)
 	for (int i = 0; bad[i] != NULL; i++) {
 		setenv("DNS_LISTEN", bad[i], 1);
 		l.n = 99;
-		capture_start();
+		tap_capture_start();
 		int rc = dfr_env_addr_list("DNS_LISTEN", "0.0.0.0:53", &l);
-		err = capture_end();
+		err = tap_capture_end();
 		is_int(rc, DFR_EINVAL, "list: '%s' rejected", bad[i]);
 		is_int(l.n, 99, "list: '%s' leaves out untouched", bad[i]);
 		is_int(count_lines(err), 1, "list: '%s' one line", bad[i]);
 	}
 	sprintf(many + strlen(many), ",127.0.0.1:%d", DFR_ENV_MAX_ADDRS + 1);
 	setenv("DNS_LISTEN", many, 1);
-	capture_start();
+	tap_capture_start();
 	is_int(dfr_env_addr_list("DNS_LISTEN", "0.0.0.0:53", &l), DFR_EINVAL, "list: one too many");
-	err = capture_end();
+	err = tap_capture_end();
 	ok(strstr(err, "DNS_LISTEN=127.0.0.1:1,127.0.0.1:2") != NULL,
 	   "list: error names variable and value: %s", err);
 	unsetenv("DNS_LISTEN");
@@ -287,15 +260,15 @@ test_workers(void)
 	setenv("DNSD_WORKERS", "256", 1);
 	is_int(dfr_env_workers("DNSD_WORKERS", &v), DFR_OK, "workers: 256 ok");
 	setenv("DNSD_WORKERS", "257", 1);
-	capture_start();
+	tap_capture_start();
 	is_int(dfr_env_workers("DNSD_WORKERS", &v), DFR_EINVAL, "workers: 257 rejected");
-	err = capture_end();
+	err = tap_capture_end();
 	ok(strstr(err, "DNSD_WORKERS=257 is not valid (expected") != NULL, "workers: line: %s",
 	   err);
 	setenv("DNSD_WORKERS", "0", 1);
-	capture_start();
+	tap_capture_start();
 	is_int(dfr_env_workers("DNSD_WORKERS", &v), DFR_EINVAL, "workers: 0 rejected");
-	capture_end();
+	tap_capture_end();
 	unsetenv("DNSD_WORKERS");
 }
 
@@ -319,9 +292,9 @@ test_invalid(void)
 {
 	const char *err;
 
-	capture_start();
+	tap_capture_start();
 	int rc = dfr_env_invalid("CORE_URL", "ftp://x", "an http://, https:// or file:// URL");
-	err = capture_end();
+	err = tap_capture_end();
 	is_int(rc, DFR_EINVAL, "invalid: returns EINVAL");
 	ok(strstr(err, "CORE_URL=ftp://x is not valid (expected an http://, https:// or file:// "
 		       "URL)\n") != NULL,
