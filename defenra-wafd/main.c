@@ -281,7 +281,8 @@ run_daemon(void)
 		goto out;
 	stats_init();
 	rc = DFR_EIO;
-	if ((pool = worker_pool_open(url, workers, &lim)) == NULL)
+	/* waf.rep is served without NNG (worker.c): the path part of ipc://PATH */
+	if ((pool = worker_pool_open(url + strlen("ipc://"), workers, &lim)) == NULL)
 		goto out;
 	if ((bus = wafd_bus_open(d.dd_base, pool, d.dd_admin)) == NULL)
 		goto out;

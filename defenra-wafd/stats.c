@@ -22,6 +22,7 @@ static struct dfr_metric *m_fail[DFR_WAF_FAIL_MAX + 1];
 static struct dfr_histogram m_eval;
 static struct dfr_metric *m_generation, *m_domains, *m_states, *m_compile_errors;
 static struct dfr_metric *m_log_dropped;
+static struct dfr_metric *m_conns, *m_peer_errors;
 
 static int64_t log_window; /* second of the current window */
 static int log_count;
@@ -50,6 +51,9 @@ stats_init(void)
 	                               "Domain code that did not compile (per worker state)");
 	m_log_dropped = dfr_counter("wafd_log_lines_dropped_total", NULL,
 	                            "Per-request log lines over the rate limit");
+	m_conns = dfr_gauge("wafd_connections", NULL, "Connections open on waf.rep");
+	m_peer_errors = dfr_counter("wafd_peer_errors_total", NULL,
+	                            "waf.rep connections closed for a protocol error");
 }
 
 void
@@ -82,6 +86,18 @@ void
 stats_compile_error(void)
 {
 	dfr_metric_inc(m_compile_errors);
+}
+
+void
+stats_conns(int delta)
+{
+	dfr_metric_add(m_conns, delta);
+}
+
+void
+stats_peer_error(void)
+{
+	dfr_metric_inc(m_peer_errors);
 }
 
 bool

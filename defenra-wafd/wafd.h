@@ -4,7 +4,8 @@
  *
  * The engine (sandbox.c, ngx.c, request.c, shdict.c, script.c) is plain functions from a decoded
  * request to a verdict that never see a socket, so unit tests and --check drive it directly;
- * worker.c (NNG contexts and threads), bus.c (config from syncd) and main.c are the glue.
+ * worker.c (waf.rep: SP over IPC from epoll loops), bus.c (config from syncd) and main.c are
+ * the glue.
  *
  * Threads: WAFD_WORKERS worker threads each own their Lua states (one per domain they have
  * seen) and judge one request at a time; the main thread runs the event loop (bus, admin) and
@@ -31,7 +32,6 @@
 #define WAFD_SHDICT_MAX_PER_DOMAIN 16            /* dicts one domain may create */
 #define WAFD_HOOK_STEP             1000          /* instructions between two budget checks */
 #define WAFD_OUT_HDR_BYTES         (256u * 1024) /* bytes of response header names and values */
-#define WAFD_CTX_PER_WORKER        8             /* NNG contexts each worker thread serves */
 #define WAFD_STOP_GRACE_MS         2000u         /* teardown after SIGTERM may take this long */
 #define WAFD_ERRLEN                256
 
@@ -296,8 +296,9 @@ int judge_message(struct judge *jg, const uint8_t *msg, size_t len, struct wbuf 
 
 /* ---- worker.c ------------------------------------------------------------------------------- */
 struct wafd_pool;
-/* Listens on url with nworkers threads; NULL after logging why. */
-struct wafd_pool *worker_pool_open(const char *url, unsigned nworkers,
+/* Listens on the Unix socket `path` (ipc://path for NNG peers) with nworkers threads; NULL after
+ * logging why (also when a live wafd already answers there). */
+struct wafd_pool *worker_pool_open(const char *path, unsigned nworkers,
                                    const struct wafd_limits *lim);
 /* Publishes a new generation to every worker (takes a reference). Main thread. */
 void worker_pool_publish(struct wafd_pool *p, struct wgen *g);
@@ -317,6 +318,8 @@ void stats_verdict(const struct dfr_waf_rep *rep, uint64_t elapsed_ns);
 void stats_generation(uint64_t generation, size_t ndomains_with_code);
 void stats_states(long delta);
 void stats_compile_error(void);
+void stats_conns(int delta); /* connections open on waf.rep */
+void stats_peer_error(void); /* a peer closed for a protocol error */
 /* Rate-limited log of a script failure or script log line: true when this one may be logged. */
 bool stats_log_allowed(void);
 

@@ -5,7 +5,7 @@
 # Per round, in alternating order (A B, B A, ...): each server answers bench_waf at a fixed
 # RATE (default 10000/s) for SECS seconds -- round-trip p50/p99 from each request's scheduled
 # time -- and then as fast as it can for SECS/2 seconds (verdicts/s); wafd also answers for a
-# domain without code at RATE (the "floor": NNG's round trip without Lua). Servers on CPU 1 (wafd
+# domain without code at RATE (the "floor": the round trip without Lua). Servers on CPU 1 (wafd
 # with WAFD_WORKERS=1, nginx with one worker), clients and syncd on CPU 0. Every answer is
 # checked against what the rules must decide. Prints each round and the medians; the median of
 # per-round ratios is what to compare (BENCHMARKS.md).
@@ -13,8 +13,15 @@
 #   bench/waf/run.sh            ROUNDS=5 SECS=8 RATE=10000 CONNS=8 by default
 #   UNPINNED=1 bench/waf/run.sh  no taskset, WAFD_WORKERS=2 and 2 nginx workers (as deployed,
 #                                where the daemons float over both cores)
+#   NNG_CLIENT=1 bench/waf/run.sh  the wafd client is CONNS NNG REQ sockets (one thread each)
+#                                instead of bench_waf --sp
 #
-# wafd's round trip is client -> waf.rep (NNG over a Unix socket) -> Lua -> back; nginx's is a
+# The wafd client (bench_waf --sp) is one thread with one connection speaking SP over IPC as
+# httpd does: open loop, each request sent at its scheduled time whatever is in flight, answers
+# matched by id (flat out: CONNS requests kept in flight). The nginx client is CONNS threads,
+# one keep-alive connection each, a request at a time.
+#
+# wafd's round trip is client -> waf.rep (SP over a Unix socket) -> Lua -> back; nginx's is a
 # keep-alive HTTP request over loopback TCP whose access phase runs the rules before a static
 # "ok". They are the two ways a proxy gets a WAF verdict, not the same protocol.
 set -eu
@@ -25,6 +32,8 @@ SECS=${SECS:-8}
 RATE=${RATE:-10000}
 CONNS=${CONNS:-8}
 CLIENT=$O/bench/waf/bench_waf
+SPFLAG=--sp
+[ "${NNG_CLIENT:-0}" = 1 ] && SPFLAG=
 if [ "${UNPINNED:-0}" = 1 ]; then
 	SRV="" CLI="" NWORKERS=2
 else
@@ -125,10 +134,10 @@ run() { # NAME RATE SECONDS -> one JSON line with cpu_ticks added
 	if [ "$name" = wafd ] || [ "$name" = floor ]; then
 		before=$(cpu_ticks $WAFD_PID)
 		if [ "$name" = wafd ]; then
-			out=$($CLI "$CLIENT" --url "ipc://$tmp/run/waf.rep" --domain-id $DOM \
+			out=$($CLI "$CLIENT" $SPFLAG --url "ipc://$tmp/run/waf.rep" --domain-id $DOM \
 				--domain bench.example --rate "$rate" --duration "$secs" --conns "$CONNS")
 		else
-			out=$($CLI "$CLIENT" --url "ipc://$tmp/run/waf.rep" --all-pass \
+			out=$($CLI "$CLIENT" $SPFLAG --url "ipc://$tmp/run/waf.rep" --all-pass \
 				--domain-id 6800000000000000000000b1 --domain nocode.example \
 				--rate "$rate" --duration "$secs" --conns "$CONNS")
 		fi
@@ -167,7 +176,7 @@ def cpu(xs):
     return med([x["cpu_ticks"] / hz * 1e6 / max(1, x["r"]["answered"]) for x in xs])
 fl = pick("floor", True)
 if fl:
-    print("floor (wafd, domain without code: NNG round trip only) at %d/s: p50 %d us, p99 %d us, "
+    print("floor (wafd, domain without code: the round trip without Lua) at %d/s: p50 %d us, p99 %d us, "
           "server CPU %.1f us/verdict" % (rate, med([x["r"]["p50_us"] for x in fl]),
           med([x["r"]["p99_us"] for x in fl]), cpu(fl)))
 for s in ("wafd", "nginx"):
