@@ -10,14 +10,26 @@
  * HC_OUT_HWM and resumes when it drains (libevent le-proxy), so a 1 GB body takes a few
  * hundred KiB. After a 101 the connection becomes a tunnel.
  *
+ * A TLS connection (HTTPS_LISTEN) is the same machine on a bufferevent_openssl: the handshake
+ * runs before the first request (tls.c picks the certificate by SNI), its output goes through
+ * SSL_write() (tls_flush_out(), never hconn_flush_out(), which writes to the socket), the
+ * backend is told X-Forwarded-Proto: https, and the checks of the domain's type are the other way
+ * round
+ * (an http-only domain gets 403 over TLS, an https-only one is redirected over plain HTTP).
+ * When ALPN chose h2 the connection hands its bytes to h2.c, and each HTTP/2 stream is an hconn
+ * of its own on a bufferevent pair (hconn_stream_new()).
+ *
  * Not here: parsing (h1.c), which backend (route.c), pooling (upstream.c), metrics and the
  * access log (stats.c).
  */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,12 +160,82 @@ hconn_flush_out(struct bufferevent *bev)
 	return false;
 }
 
+/*
+ * hconn_flush_out() for a TLS connection: SSL_write() of the pending output at once, in
+ * pieces of up to one record made contiguous first (a response head and a small body go out
+ * as one record and one send()). bufferevent_openssl (libevent 2.1) would write only on the
+ * next EPOLLOUT, with an epoll_ctl on each side of it. What OpenSSL does not take now (a full
+ * socket: SSL_ERROR_WANT_WRITE) stays at the front of the output, and libevent retries that
+ * same write with EV_WRITE enabled (it sets SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER); an error is
+ * left for libevent to meet and report. The event bufferevent_openssl adds when its output
+ * stops being empty is removed again by the disable, within the same loop turn (the worker's
+ * base uses the epoll changelist, so the two cancel without a syscall).
+ */
+static bool
+tls_flush_out(struct bufferevent *bev)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	size_t len;
+
+	if ((len = evbuffer_get_length(out)) == 0)
+		return true;
+	if (bufferevent_get_enabled(bev) & EV_WRITE)
+		return false; /* libevent is on it */
+	while (len > 0) {
+		size_t n = len < 16384 ? len : 16384;
+		unsigned char *p = evbuffer_pullup(out, (ev_ssize_t)n);
+		int r;
+
+		if (p == NULL)
+			break;
+		r = SSL_write(ssl, p, (int)n);
+		if (r <= 0 || evbuffer_drain(out, (size_t)r) != 0) {
+			ERR_clear_error();
+			break;
+		}
+		len -= (size_t)r;
+	}
+	if (len == 0) {
+		bufferevent_disable(bev, EV_WRITE);
+		return true;
+	}
+	bufferevent_enable(bev, EV_WRITE);
+	return false;
+}
+
+/* The client's output now; true when nothing is left. An h2 stream's client is a bufferevent
+ * pair that hands its output over as it is added (EV_WRITE stays enabled there). */
+static bool
+client_out(struct hconn *hc)
+{
+	if (hc->hc_stream != NULL)
+		return evbuffer_get_length(bufferevent_get_output(hc->hc_bev)) == 0;
+	if (hc->hc_tls)
+		return tls_flush_out(hc->hc_bev);
+	return hconn_flush_out(hc->hc_bev);
+}
+
+bool
+hconn_out(struct hconn *hc)
+{
+	return client_out(hc);
+}
+
+int
+hconn_sockfd(const struct hconn *hc)
+{
+	if (hc->hc_stream != NULL)
+		return h2_stream_sockfd(hc->hc_stream);
+	return hc->hc_bev != NULL ? bufferevent_getfd(hc->hc_bev) : -1;
+}
+
 static void
 client_flush(struct hconn *hc)
 {
 	if (hc->hc_state == HC_ST_CLOSED || hc->hc_bev == NULL)
 		return;
-	if (hconn_flush_out(hc->hc_bev) && hc->hc_state == HC_ST_RESPOND && hc->hc_close_after)
+	if (client_out(hc) && hc->hc_state == HC_ST_RESPOND && hc->hc_close_after)
 		hconn_close(hc, "done");
 }
 
@@ -345,8 +427,11 @@ handle_head(struct hconn *hc)
 	case ROUTE_OK:
 		break;
 	}
-	if (hc->hc_zone->rz_http_type == DFR_HTTPS_ONLY) {
-		redirect_https(hc);
+	if (hc->hc_zone->rz_http_type == (hc->hc_tls ? DFR_HTTP_ONLY : DFR_HTTPS_ONLY)) {
+		if (hc->hc_tls)
+			respond_status(hc, 403); /* plain http only: the wrong scheme */
+		else
+			redirect_https(hc);
 		return;
 	}
 	if (res == ROUTE_NO_BACKEND) {
@@ -479,7 +564,8 @@ hconn_up_connected(struct hconn *hc)
 	const struct h1_msg *m = &hc->hc_req.hp_msg;
 	size_t n;
 
-	n = h1_req_head(m, hc->hc_peer_ip, "http", srv->h_scratch, srv->h_scratch_len);
+	n = h1_req_head(m, hc->hc_peer_ip, hc->hc_tls ? "https" : "http", srv->h_scratch,
+	                srv->h_scratch_len);
 	if (n == 0) {
 		upstream_release(hc->hc_up, false);
 		hc->hc_up = NULL;
@@ -629,7 +715,7 @@ tunnel_pump(struct hconn *hc)
 		bufferevent_disable(up, EV_READ);
 	}
 	(void)hconn_flush_out(up);
-	(void)hconn_flush_out(hc->hc_bev);
+	(void)client_out(hc);
 }
 
 static void pump_response_inner(struct hconn *hc);
@@ -856,6 +942,10 @@ client_read(struct bufferevent *bev, void *arg)
 {
 	struct hconn *hc = arg;
 
+	if (hc->hc_h2 != NULL) {
+		h2_read(hc);
+		return;
+	}
 	switch (hc->hc_state) {
 	case HC_ST_IDLE:
 	case HC_ST_READ_HEAD:
@@ -878,8 +968,12 @@ client_write(struct bufferevent *bev, void *arg)
 	struct hconn *hc = arg;
 	size_t left = evbuffer_get_length(bufferevent_get_output(bev));
 
-	if (left == 0)
+	if (left == 0 && hc->hc_stream == NULL)
 		bufferevent_disable(bev, EV_WRITE); /* back to direct writes */
+	if (hc->hc_h2 != NULL) {
+		h2_write(hc);
+		return;
+	}
 	switch (hc->hc_state) {
 	case HC_ST_RESPOND:
 		if (left != 0)
@@ -911,6 +1005,34 @@ client_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct hconn *hc = arg;
 
+	if (what & BEV_EVENT_CONNECTED) {
+		/* The TLS handshake completed; ALPN may have chosen HTTP/2. */
+		const unsigned char *alpn = NULL;
+		unsigned alpn_len = 0;
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+		tls_handshake_done(hc, ssl);
+		SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+		if (alpn_len == 2 && memcmp(alpn, "h2", 2) == 0 && h2_start(hc) != DFR_OK)
+			hconn_close(hc, "cannot start http/2");
+		return;
+	}
+	if (hc->hc_tls && !hc->hc_tls_done && hc->hc_tls_fail == NULL) {
+		hc->hc_tls_fail = (what & BEV_EVENT_TIMEOUT)
+		                          ? "timeout"
+		                          : tls_error_reason(bufferevent_get_openssl_error(bev));
+		if (strcmp(hc->hc_tls_fail, "plain_http") == 0) {
+			/* Plain HTTP on the TLS port: say so in plain HTTP (as nginx does). */
+			static const char msg[] =
+			        "HTTP/1.1 400 Bad Request\r\nServer: defenra\r\nContent-Type: "
+			        "text/plain\r\nContent-Length: 46\r\nConnection: close\r\n\r\n"
+			        "The plain HTTP request was sent to HTTPS port\n";
+
+			if (write(bufferevent_getfd(bev), msg, sizeof(msg) - 1) < 0) {
+				/* the peer is gone: nothing to tell */
+			}
+		}
+	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
 	    hc->hc_state == HC_ST_PROXY && !hc->hc_resp_started) {
 		/* Request body too slow. */
@@ -961,9 +1083,10 @@ timer_fired(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t salen)
+hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t salen, bool tls)
 {
 	struct hconn *hc;
+	SSL *ssl = NULL;
 	int one = 1;
 
 	if (srv->h_nconns >= srv->h_opts.o_max_conns) {
@@ -992,7 +1115,20 @@ hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t sal
 	    h1_parser_init(&hc->hc_resp, HTTP_RESPONSE, 64 * 1024, 256, 0) != DFR_OK)
 		goto fail;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	hc->hc_bev = bufferevent_socket_new(srv->h_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (tls) {
+		if ((ssl = tls_new_ssl()) == NULL)
+			goto fail;
+		SSL_set_app_data(ssl, hc);
+		hc->hc_tls = true;
+		/* On failure libevent frees the SSL but leaves the socket to us. */
+		hc->hc_bev = bufferevent_openssl_socket_new(srv->h_base, fd, ssl,
+		                                            BUFFEREVENT_SSL_ACCEPTING,
+		                                            BEV_OPT_CLOSE_ON_FREE);
+		if (hc->hc_bev != NULL)
+			bufferevent_openssl_set_allow_dirty_shutdown(hc->hc_bev, 1);
+	} else {
+		hc->hc_bev = bufferevent_socket_new(srv->h_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
 	hc->hc_timer = evtimer_new(srv->h_base, timer_fired, hc);
 	if (hc->hc_bev == NULL || hc->hc_timer == NULL)
 		goto fail;
@@ -1003,7 +1139,8 @@ hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t sal
 	client_timeouts(hc, 0);
 	set_state(hc, HC_ST_IDLE);
 	arm_timer(hc, srv->h_opts.o_header_timeout_ms);
-	/* libevent enables EV_WRITE on a new bufferevent; we want it only while output waits. */
+	/* libevent enables EV_WRITE on a new bufferevent; we want it only while output waits
+	 * (hconn_flush_out, tls_flush_out). The TLS handshake writes whatever this says. */
 	bufferevent_disable(hc->hc_bev, EV_WRITE);
 	bufferevent_enable(hc->hc_bev, EV_READ);
 	TAILQ_INSERT_TAIL(&srv->h_conns, hc, hc_link);
@@ -1022,11 +1159,66 @@ fail:
 	free(hc);
 }
 
+struct hconn *
+hconn_stream_new(struct hconn *parent, struct bufferevent *bev, struct h2stream *st)
+{
+	struct httpd *srv = parent->hc_srv;
+	struct hconn *hc;
+
+	if ((hc = TAILQ_FIRST(&srv->h_spare)) != NULL) {
+		/* A kept one: its parsers and timer stay, the rest starts from zero. */
+		struct h1_parser req = hc->hc_req, resp = hc->hc_resp;
+		struct event *timer = hc->hc_timer;
+
+		TAILQ_REMOVE(&srv->h_spare, hc, hc_link);
+		srv->h_nspare--;
+		memset(hc, 0, sizeof(*hc));
+		hc->hc_req = req;
+		hc->hc_resp = resp;
+		hc->hc_req.hp_p.data = &hc->hc_req;
+		hc->hc_resp.hp_p.data = &hc->hc_resp;
+		h1_parser_reset(&hc->hc_req);
+		h1_parser_reset(&hc->hc_resp);
+		hc->hc_timer = timer;
+		goto init;
+	}
+	if ((hc = calloc(1, sizeof(*hc))) == NULL)
+		return NULL;
+init:
+	hc->hc_srv = srv;
+	memcpy(&hc->hc_peer, &parent->hc_peer, sizeof(hc->hc_peer));
+	memcpy(hc->hc_peer_ip, parent->hc_peer_ip, sizeof(hc->hc_peer_ip));
+	hc->hc_peer_port = parent->hc_peer_port;
+	hc->hc_tls = hc->hc_tls_done = true;
+	hc->hc_stream = st;
+	hc->hc_was_stream = true;
+	hc->hc_bev = bev;
+	if (hc->hc_timer == NULL && (h1_parser_init(&hc->hc_req, HTTP_REQUEST, srv->h_opts.o_max_header_bytes + 1024,
+	                   srv->h_opts.o_max_headers + 2, srv->h_opts.o_max_body) != DFR_OK ||
+	    h1_parser_init(&hc->hc_resp, HTTP_RESPONSE, 64 * 1024, 256, 0) != DFR_OK ||
+	    (hc->hc_timer = evtimer_new(srv->h_base, timer_fired, hc)) == NULL)) {
+		h1_parser_fini(&hc->hc_req);
+		h1_parser_fini(&hc->hc_resp);
+		free(hc);
+		return NULL;
+	}
+	bufferevent_setcb(bev, client_read, client_write, client_event, hc);
+	bufferevent_setwatermark(bev, EV_READ, 0, HC_READ_HWM);
+	bufferevent_setwatermark(bev, EV_WRITE, HC_OUT_HWM / 2, 0);
+	set_state(hc, HC_ST_IDLE);
+	arm_timer(hc, srv->h_opts.o_header_timeout_ms);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	TAILQ_INSERT_TAIL(&srv->h_conns, hc, hc_link);
+	srv->h_nconns++;
+	return hc;
+}
+
 /* Every path that ends a client connection comes here (cf. relayd relay_close()). */
 void
 hconn_close(struct hconn *hc, const char *why)
 {
 	struct httpd *srv = hc->hc_srv;
+	bool stream = hc->hc_stream != NULL;
 
 	if (hc->hc_state == HC_ST_CLOSED)
 		return;
@@ -1041,6 +1233,28 @@ hconn_close(struct hconn *hc, const char *why)
 		upstream_release(hc->hc_up, false);
 		hc->hc_up = NULL;
 	}
+	if (hc->hc_h2 != NULL) {
+		h2_free(hc->hc_h2);
+		hc->hc_h2 = NULL;
+	}
+	if (hc->hc_stream != NULL) {
+		h2_stream_detach(hc->hc_stream);
+		hc->hc_stream = NULL;
+	} else if (hc->hc_tls) {
+		if (!hc->hc_tls_done) {
+			stats_tls_failed(hc->hc_tls_fail != NULL         ? hc->hc_tls_fail
+			                 : hc->hc_state == HC_ST_IDLE ? "timeout"
+			                                                : "other");
+		} else {
+			/* close_notify, once, without waiting for the peer's. */
+			SSL *ssl = bufferevent_openssl_get_ssl(hc->hc_bev);
+
+			if (ssl != NULL) {
+				(void)SSL_shutdown(ssl);
+				ERR_clear_error();
+			}
+		}
+	}
 	bufferevent_free(hc->hc_bev);
 	hc->hc_bev = NULL;
 	event_del(hc->hc_timer);
@@ -1048,7 +1262,8 @@ hconn_close(struct hconn *hc, const char *why)
 	TAILQ_REMOVE(&srv->h_conns, hc, hc_link);
 	TAILQ_INSERT_TAIL(&srv->h_closed, hc, hc_link);
 	srv->h_nconns--;
-	stats_conn(-1);
+	if (!stream)
+		stats_conn(-1);
 	event_active(srv->h_reaper, EV_TIMEOUT, 0);
 }
 
@@ -1060,6 +1275,12 @@ hconn_reap(struct httpd *srv)
 	while ((hc = TAILQ_FIRST(&srv->h_closed)) != NULL) {
 		TAILQ_REMOVE(&srv->h_closed, hc, hc_link);
 		exchange_reset(hc);
+		if (hc->hc_was_stream && srv->h_nspare < 256 && srv->h_nlisteners > 0) {
+			/* HTTP/2 streams come and go by the thousand: keep it for the next. */
+			TAILQ_INSERT_HEAD(&srv->h_spare, hc, hc_link);
+			srv->h_nspare++;
+			continue;
+		}
 		event_free(hc->hc_timer);
 		h1_parser_fini(&hc->hc_req);
 		h1_parser_fini(&hc->hc_resp);
@@ -1075,4 +1296,12 @@ hconn_close_all(struct httpd *srv)
 	while ((hc = TAILQ_FIRST(&srv->h_conns)) != NULL)
 		hconn_close(hc, "shutdown");
 	hconn_reap(srv);
+	while ((hc = TAILQ_FIRST(&srv->h_spare)) != NULL) {
+		TAILQ_REMOVE(&srv->h_spare, hc, hc_link);
+		srv->h_nspare--;
+		event_free(hc->hc_timer);
+		h1_parser_fini(&hc->hc_req);
+		h1_parser_fini(&hc->hc_resp);
+		free(hc);
+	}
 }

@@ -4,8 +4,8 @@
  * Central structures first (options, the server/worker, the client connection hconn, the
  * upstream connection upconn, the route table), then one prototype block per file. Each worker
  * thread runs one event_base with its own struct httpd (docs/httpd.md); everything here is
- * touched by that thread only, except the route table reference count (atomic), the hand-over
- * slot of a worker (h_lock) and the WAF pipe counter.
+ * touched by that thread only, except the route table reference count (atomic) and the hand-over
+ * slot of a worker (h_lock).
  */
 #ifndef DFR_HTTPD_H
 #define DFR_HTTPD_H
@@ -31,10 +31,16 @@ struct evconnlistener;
 struct dfr_metric;
 struct dfr_admin;
 struct waf;
+struct tls_cert;
+struct ssl_st;
+struct h2conn;
+struct h2stream;
 
 /* ---- options (environment, read once in main.c) ------------------------------------------- */
 struct httpd_opts {
 	struct dfr_addr_list o_listen; /* HTTP_LISTEN */
+	struct dfr_addr_list o_https_listen; /* HTTPS_LISTEN (may be empty: no TLS) */
+	char o_https_default[DFR_CFG_MAX_NAME + 1]; /* HTTPS_DEFAULT_DOMAIN: "" none */
 	unsigned o_workers;            /* HTTPD_WORKERS (only 1 is used for now) */
 	unsigned o_max_header_bytes;   /* HTTPD_MAX_HEADER_BYTES: request line + headers -> 431 */
 	unsigned o_max_headers;        /* HTTPD_MAX_HEADERS: header count -> 431 */
@@ -173,6 +179,7 @@ struct route_zone {
 	bool rz_waf;         /* has luaCode */
 	char *rz_acme_token; /* NULL when none */
 	char *rz_acme_key_auth;
+	struct tls_cert *rz_tls; /* NULL: no usable certificate, no https */
 	struct dfr_metric *rz_req_metric[6]; /* by status class 1xx..5xx, [0] unused */
 };
 
@@ -213,6 +220,8 @@ enum route_result {
 struct route_table *route_table_build(const struct dfr_config *cfg, uint16_t port);
 struct route_table *route_table_ref(struct route_table *t);
 void route_table_unref(struct route_table *t); /* NULL is fine */
+/* The zone a normalised host is in (the longest), or NULL. t may be NULL. */
+const struct route_zone *route_zone_lookup(const struct route_table *t, const char *host);
 /* Looks up a normalised host (lower-case, no port, no trailing dot). *route is set for
  * ROUTE_OK, ROUTE_NOT_PROXIED and ROUTE_NO_BACKEND; *zone for all but ROUTE_NO_ZONE. */
 enum route_result route_lookup(const struct route_table *t, const char *host,
@@ -248,7 +257,7 @@ struct httpd {
 	bool h_stop;
 	struct httpd_opts h_opts;
 	struct route_table *h_routes; /* current generation (owned reference) */
-	struct evconnlistener *h_listeners[DFR_ENV_MAX_ADDRS];
+	struct evconnlistener *h_listeners[2 * DFR_ENV_MAX_ADDRS]; /* http, then https */
 	size_t h_nlisteners;
 	struct hconn_list h_conns;  /* open */
 	struct hconn_list h_closed; /* just closed: freed by the reaper */
@@ -259,6 +268,10 @@ struct httpd {
 	struct dfr_admin *h_admin;
 	char *h_scratch; /* head serialisation buffer */
 	size_t h_scratch_len;
+	struct hconn_list h_spare; /* freed h2 stream exchanges, kept for the next streams */
+	unsigned h_nspare;
+	struct h2stream *h_h2_spare; /* freed h2 streams, likewise (h2.c) */
+	unsigned h_h2_nspare;
 };
 
 enum hconn_state {
@@ -302,6 +315,12 @@ struct hconn {
 	char *hc_extra_hdrs;    /* WAF headers for the response; owned */
 	size_t hc_extra_len;
 	uint64_t hc_waf_id; /* pending WAF request, 0 none */
+	bool hc_tls;             /* a TLS connection (bufferevent_openssl) */
+	bool hc_tls_done;        /* its handshake completed */
+	const char *hc_tls_fail; /* why the handshake failed, when we know it (tls.c) */
+	struct h2conn *hc_h2;        /* an HTTP/2 connection (h2.c): streams do the exchanges */
+	struct h2stream *hc_stream;  /* this hconn is one h2 stream's exchange, on a pair */
+	bool hc_was_stream;          /* the same, kept after the close (the reaper keeps it) */
 	TAILQ_ENTRY(hconn) hc_link;
 };
 
@@ -324,6 +343,37 @@ struct upconn {
 	LIST_ENTRY(upconn) uc_link;
 };
 
+/* ---- tls.c: OpenSSL contexts, SNI, session tickets --------------------------------------- */
+/* The base context and the first ticket key; once, before the workers. DFR_OK or logged. */
+int tls_init(void);
+void tls_fini(void);
+/* A new SSL on the base context (its SNI callback picks the zone's context), or NULL. */
+struct ssl_st *tls_new_ssl(void);
+/* Building a route table: begin, one tls_cert_get() per zone with a certificate, end (drops the
+ * cached contexts this build did not use). tls_cert_get returns a new reference, or NULL when
+ * the pair is not usable (logged). */
+void tls_build_begin(void);
+struct tls_cert *tls_cert_get(const char *zone, const char *cert_pem, const char *key_pem);
+void tls_build_end(void);
+struct tls_cert *tls_cert_ref(struct tls_cert *c);
+void tls_cert_unref(struct tls_cert *c); /* NULL is fine */
+void tls_ticket_rotate_now(void);
+/* The handshake of hc completed (metrics). */
+void tls_handshake_done(struct hconn *hc, struct ssl_st *ssl);
+/* A short reason for a failed handshake from an OpenSSL error code (0: the peer closed). */
+const char *tls_error_reason(unsigned long err);
+
+/* ---- h2.c: HTTP/2 over TLS (nghttp2), each stream an hconn on a bufferevent pair ----------- */
+/* ALPN chose h2 on hc: the connection becomes an HTTP/2 session. DFR_OK or an error. */
+int h2_start(struct hconn *hc);
+void h2_read(struct hconn *hc);  /* bytes from the client */
+void h2_write(struct hconn *hc); /* the client's output drained */
+void h2_free(struct h2conn *h);  /* from hconn_close() of the connection */
+void h2_stream_detach(struct h2stream *st); /* from hconn_close() of a stream's exchange */
+int h2_stream_sockfd(const struct h2stream *st); /* the connection's socket */
+void h2_spare_free(struct httpd *srv); /* frees the kept streams (worker_fini) */
+extern bool h2_enabled; /* ALPN offers h2 (tls.c) */
+
 /* ---- listener.c --------------------------------------------------------------------------- */
 int listener_open_all(struct httpd *srv);
 void listener_enable_all(struct httpd *srv);
@@ -331,7 +381,12 @@ void listener_close_all(struct httpd *srv);
 
 /* ---- hconn.c ------------------------------------------------------------------------------ */
 /* Takes the accepted socket; the connection frees itself when it ends. */
-void hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t salen);
+void hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t salen,
+                  bool tls);
+/* A new exchange for an HTTP/2 stream of `parent`: its client side is `bev` (one end of a
+ * bufferevent pair, h2.c holds the other), its peer the parent's. NULL on ENOMEM. */
+struct hconn *hconn_stream_new(struct hconn *parent, struct bufferevent *bev,
+                               struct h2stream *st);
 /* Every path that ends a client connection comes here. */
 void hconn_close(struct hconn *hc, const char *why);
 /* Upstream events for the connection's current exchange (upstream.c calls these). */
@@ -343,6 +398,10 @@ void hconn_up_failed(struct hconn *hc, int what, int err);
 struct waf_verdict;
 void hconn_waf_done(struct hconn *hc, const struct waf_verdict *v);
 void hconn_waf_failed(struct hconn *hc);
+/* The client's pending output, written now as far as the socket takes it (plain, TLS). */
+bool hconn_out(struct hconn *hc);
+/* The client's socket (for getsockname()): an h2 stream's is its connection's. -1 if none. */
+int hconn_sockfd(const struct hconn *hc);
 /* Writes pending output now when the kernel takes it (see hconn.c); true when all went. */
 bool hconn_flush_out(struct bufferevent *bev);
 /* Frees the connections on the just-closed list. */
@@ -399,6 +458,11 @@ void stats_upstream_latency(double seconds);
 void stats_waf(const char *verdict);         /* "pass", "block", "fail_open", "fail_closed" */
 void stats_upstream_event(const char *what); /* "connect_fail", "timeout", "retry", "reuse" */
 void stats_access_mode(unsigned mode);
+void stats_tls_handshake(bool resumed, int version); /* a completed handshake */
+void stats_tls_failed(const char *reason);          /* a failed one */
+void stats_tls_cert_built(void);
+void stats_tls_ticket_rotation(void);
+void stats_h2(const char *what); /* "conn", "stream", "refused" */
 
 /* ---- worker.c ----------------------------------------------------------------------------- */
 /* The set of workers, what the bus glue talks to. */

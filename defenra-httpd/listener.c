@@ -1,8 +1,8 @@
 /*
- * The HTTP listeners: one evconnlistener per HTTP_LISTEN address and worker (SO_REUSEPORT: each
- * worker has its own accept queue and the kernel spreads connections), handing every accepted
- * socket to hconn_accept(). TLS listeners with SNI come with
- * tls.c (next issue) and slot in beside these.
+ * The listeners: one evconnlistener per HTTP_LISTEN and HTTPS_LISTEN address and worker
+ * (SO_REUSEPORT: each worker has its own accept queue and the kernel spreads connections),
+ * handing every accepted socket to hconn_accept(), with TLS for the HTTPS ones (tls.c). A socket
+ * handed over by systemd is taken by its address, whichever of the two lists names it.
  */
 #include <errno.h>
 #include <event2/listener.h>
@@ -19,7 +19,14 @@
 static void
 on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
-	hconn_accept(arg, fd, sa, (socklen_t)salen);
+	hconn_accept(arg, fd, sa, (socklen_t)salen, false);
+}
+
+static void
+on_accept_tls(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+              void *arg)
+{
+	hconn_accept(arg, fd, sa, (socklen_t)salen, true);
 }
 
 static void
@@ -65,11 +72,9 @@ listen_socket(const struct dfr_addr *a)
 	return fd;
 }
 
-int
-listener_open_all(struct httpd *srv)
+static int
+open_list(struct httpd *srv, const struct dfr_addr_list *al, bool tls)
 {
-	const struct dfr_addr_list *al = &srv->h_opts.o_listen;
-
 	for (size_t i = 0; i < al->n; i++) {
 		struct evconnlistener *l;
 		int fd = listen_socket(&al->addrs[i]);
@@ -79,7 +84,8 @@ listener_open_all(struct httpd *srv)
 			            strerror(errno));
 			return DFR_EIO;
 		}
-		l = evconnlistener_new(srv->h_base, on_accept, srv, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		l = evconnlistener_new(srv->h_base, tls ? on_accept_tls : on_accept, srv,
+		                       LEV_OPT_CLOSE_ON_FREE, -1, fd);
 		if (l == NULL) {
 			dfr_log_err("listener, cannot watch %s (out of memory)", al->addrs[i].text);
 			(void)close(fd);
@@ -92,9 +98,20 @@ listener_open_all(struct httpd *srv)
 			(void)evconnlistener_disable(l);
 		srv->h_listeners[srv->h_nlisteners++] = l;
 		if (srv->h_index == 0)
-			dfr_log_info("listener, http on %s", al->addrs[i].text);
+			dfr_log_info("listener, %s on %s", tls ? "https" : "http",
+			             al->addrs[i].text);
 	}
 	return DFR_OK;
+}
+
+int
+listener_open_all(struct httpd *srv)
+{
+	int rc = open_list(srv, &srv->h_opts.o_listen, false);
+
+	if (rc == DFR_OK)
+		rc = open_list(srv, &srv->h_opts.o_https_listen, true);
+	return rc;
 }
 
 void

@@ -3,7 +3,9 @@
  * environment, starts the workers (worker.c: a thread and event loop each) and runs the main
  * loop, which holds the bus subscriber and the admin endpoint.
  */
+#include <ctype.h>
 #include <event2/event.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +44,21 @@ httpd_opts_from_env(struct httpd_opts *o)
 	static const char *const access[] = {"off", "text", "json", NULL};
 	static const char *const fail[] = {"open", "closed", NULL};
 	unsigned body_mb, port, failmode;
+	const char *https = dfr_env_str("HTTPS_LISTEN", "");
 	int rc;
 
 	httpd_opts_defaults(o);
+	/* HTTPS_LISTEN=off: no TLS listener at all. */
+	if (strcmp(https, "off") != 0 &&
+	    (rc = dfr_env_addr_list("HTTPS_LISTEN", "0.0.0.0:443,[::]:443", &o->o_https_listen)) !=
+	            DFR_OK)
+		return rc;
+	https = dfr_env_str("HTTPS_DEFAULT_DOMAIN", "");
+	if (strlen(https) > DFR_CFG_MAX_NAME || strchr(https, '/') != NULL)
+		return dfr_env_invalid("HTTPS_DEFAULT_DOMAIN", https,
+		                       "a domain name of the config");
+	for (size_t i = 0; https[i] != '\0'; i++)
+		o->o_https_default[i] = (char)tolower((unsigned char)https[i]);
 	if ((rc = dfr_env_addr_list("HTTP_LISTEN", "0.0.0.0:80,[::]:80", &o->o_listen)) != DFR_OK ||
 	    (rc = dfr_env_workers("HTTPD_WORKERS", &o->o_workers)) != DFR_OK ||
 	    (rc = dfr_env_uint("HTTPD_MAX_HEADER_BYTES", 16384, 1024, 1048576,
@@ -101,10 +115,16 @@ main(void)
 	if (dfr_daemon_init(&d, "httpd", "HTTPD_ADMIN_LISTEN", "127.0.0.1:9102") != DFR_OK)
 		return 1;
 	signal(SIGPIPE, SIG_IGN);
+	/* Connections and HTTP/2 streams allocate and free their head buffers (16-64 KiB) all the
+	 * time: keep freed memory in the arenas instead of trimming and consolidating each time. */
+	(void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	(void)mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	if ((rc = httpd_opts_from_env(&opts)) != DFR_OK)
 		goto out;
 	stats_init();
 	stats_access_mode(opts.o_access_log);
+	if ((rc = tls_init()) != DFR_OK)
+		goto out;
 	set.hs_n = opts.o_workers;
 	set.hs_admin = d.dd_admin;
 	set.hs_port = opts.o_up_port;
@@ -126,9 +146,11 @@ main(void)
 			goto out;
 	d.dd_on_stop = on_stop;
 	d.dd_arg = &set;
-	dfr_log_info("httpd, %u workers, waf %s, fail %s, timeout %u ms, backend port %u", set.hs_n,
-	             set.hs_srv[0].h_waf ? "on" : "off", opts.o_waf_fail_closed ? "closed" : "open",
-	             opts.o_waf_timeout_ms, opts.o_up_port);
+	dfr_log_info("httpd, %u workers, waf %s, fail %s, timeout %u ms, backend port %u, "
+	             "https %s",
+	             set.hs_n, set.hs_srv[0].h_waf ? "on" : "off",
+	             opts.o_waf_fail_closed ? "closed" : "open", opts.o_waf_timeout_ms,
+	             opts.o_up_port, opts.o_https_listen.n > 0 ? "on" : "off");
 	dfr_daemon_ready(&d);
 	rc = dfr_daemon_run(&d);
 out:
@@ -138,6 +160,7 @@ out:
 	for (unsigned i = 0; i < built; i++)
 		worker_fini(&set.hs_srv[i]);
 	free(set.hs_srv);
+	tls_fini();
 	dfr_daemon_fini(&d);
 	return rc == DFR_OK ? 0 : 1;
 }

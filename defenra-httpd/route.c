@@ -13,6 +13,9 @@
  * but none proxied gets 403; a name inside a zone without any record 404, as does a Host
  * under no zone. Unlike the Go agent, a host never falls back to "the first proxied record of
  * the zone".
+ *
+ * Each zone with ssl enabled and a certificate also gets its TLS context here (tls.c, cached
+ * across generations), which the SNI callback finds through route_zone_lookup().
  */
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -134,6 +137,7 @@ zone_free(struct route_zone *z)
 	free(z->rz_id);
 	free(z->rz_acme_token);
 	free(z->rz_acme_key_auth);
+	tls_cert_unref(z->rz_tls);
 }
 
 static char *
@@ -154,7 +158,7 @@ route_table_build(const struct dfr_config *cfg, uint16_t port)
 	struct route_table *t = NULL;
 	struct bindex bi = {0};
 	size_t nrec = 0;
-	bool fail = false;
+	bool fail = false, tls_building = false;
 
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		goto enomem;
@@ -165,6 +169,8 @@ route_table_build(const struct dfr_config *cfg, uint16_t port)
 	t->rtab_zone_buckets = calloc(t->rtab_nzone_buckets, sizeof(*t->rtab_zone_buckets));
 	if (t->rtab_zones == NULL || t->rtab_zone_buckets == NULL)
 		goto enomem;
+	tls_build_begin();
+	tls_building = true;
 
 	/* Zones; two domains whose names differ only in case are one zone: the first wins. */
 	for (size_t d = 0; d < cfg->cfg_ndomains; d++) {
@@ -187,6 +193,10 @@ route_table_build(const struct dfr_config *cfg, uint16_t port)
 			z->rz_acme_token = xstrdup(dom->dom_ssl.ssl_acme_token, &fail);
 			z->rz_acme_key_auth = xstrdup(dom->dom_ssl.ssl_acme_key_auth, &fail);
 		}
+		if (dom->dom_ssl.ssl_enabled && dom->dom_ssl.ssl_cert_pem != NULL &&
+		    dom->dom_ssl.ssl_key_pem != NULL)
+			z->rz_tls = tls_cert_get(dom->dom_name, dom->dom_ssl.ssl_cert_pem,
+			                         dom->dom_ssl.ssl_key_pem);
 		if (fail)
 			goto enomem;
 		for (i = hash_name(z->rz_name) & mask; t->rtab_zone_buckets[i] != NULL;
@@ -276,12 +286,15 @@ route_table_build(const struct dfr_config *cfg, uint16_t port)
 	}
 	free(bi.bi_buckets);
 	free(bi.bi_names);
+	tls_build_end();
 	return t;
 enomem:
 	dfr_log_err("route, cannot build the route table of generation %llu (out of memory)",
 	            (unsigned long long)cfg->cfg_generation);
 	free(bi.bi_buckets);
 	free(bi.bi_names);
+	if (tls_building)
+		tls_build_end();
 	route_table_unref(t);
 	return NULL;
 }
@@ -317,6 +330,23 @@ route_find(const struct route_table *t, const char *host)
 	for (; r != NULL; r = r->rt_next)
 		if (strcmp(r->rt_host, host) == 0)
 			return r;
+	return NULL;
+}
+
+const struct route_zone *
+route_zone_lookup(const struct route_table *t, const char *host)
+{
+	const struct route_zone *z;
+
+	if (t == NULL || t->rtab_nzones == 0)
+		return NULL;
+	for (const char *suffix = host; suffix != NULL && *suffix != '\0';) {
+		if ((z = zone_find(t, suffix)) != NULL)
+			return z;
+		suffix = strchr(suffix, '.');
+		if (suffix != NULL)
+			suffix++;
+	}
 	return NULL;
 }
 

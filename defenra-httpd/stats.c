@@ -5,7 +5,8 @@
  * per-zone counter pointers are cached in the route table's zones so the hot path pays one
  * atomic add. The backend latency histogram has fixed buckets. The access log (HTTPD_ACCESS_LOG
  * = off | text | json, off by default) writes one line per exchange on stdout, fully buffered
- * and flushed by line, apart from the diagnostic log on stderr.
+ * and flushed by line, apart from the diagnostic log on stderr. TLS: handshakes completed (full or
+ * resumed, by version) and failed (by reason), contexts built, ticket key rotations.
  */
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,12 @@ static struct dfr_histogram m_lat;
 static struct dfr_metric *m_conns, *m_bytes_in, *m_bytes_out, *m_nohost[6];
 static struct dfr_metric *m_waf_pass, *m_waf_block, *m_waf_open, *m_waf_closed;
 static struct dfr_metric *m_up_connect_fail, *m_up_timeout, *m_up_retry, *m_up_reuse;
+static struct dfr_metric *m_tls_full, *m_tls_resumed, *m_tls_v12, *m_tls_v13, *m_tls_built;
+static struct dfr_metric *m_tls_rotations, *m_h2_conns, *m_h2_streams, *m_h2_refused;
+static struct dfr_metric *m_tls_fail[8];
+static const char *const tls_fail_reason[8] = {"closed",  "timeout",      "version",
+                                               "no_shared_cipher", "no_sni", "unknown_name",
+                                               "plain_http", "other"};
 static unsigned access_mode;
 
 static const char *const class_name[6] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -56,6 +63,28 @@ stats_init(void)
 	                         "Requests sent again after a reused connection was closed");
 	m_up_reuse = dfr_counter("httpd_upstream_reused_total", NULL,
 	                         "Requests sent on a pooled keep-alive connection");
+	m_tls_full = dfr_counter("httpd_tls_handshakes_total", "kind=\"full\"",
+	                         "Completed TLS handshakes");
+	m_tls_resumed = dfr_counter("httpd_tls_handshakes_total", "kind=\"resumed\"",
+	                            "Completed TLS handshakes");
+	m_tls_v12 = dfr_counter("httpd_tls_versions_total", "version=\"TLSv1.2\"",
+	                        "Completed TLS handshakes by protocol version");
+	m_tls_v13 = dfr_counter("httpd_tls_versions_total", "version=\"TLSv1.3\"",
+	                        "Completed TLS handshakes by protocol version");
+	for (int i = 0; i < 8; i++) {
+		snprintf(labels, sizeof(labels), "reason=\"%s\"", tls_fail_reason[i]);
+		m_tls_fail[i] = dfr_counter("httpd_tls_handshake_failures_total", labels,
+		                            "TLS handshakes that did not complete, by reason");
+	}
+	m_tls_built = dfr_counter("httpd_tls_contexts_built_total", NULL,
+	                          "TLS contexts built from certificates of the config");
+	m_h2_conns =
+	        dfr_counter("httpd_h2_connections_total", NULL, "HTTP/2 connections (ALPN h2)");
+	m_h2_streams = dfr_counter("httpd_h2_streams_total", NULL, "HTTP/2 streams opened");
+	m_h2_refused = dfr_counter("httpd_h2_streams_refused_total", NULL,
+	                           "HTTP/2 streams refused (header list over the limit)");
+	m_tls_rotations = dfr_counter("httpd_tls_ticket_key_rotations_total", NULL,
+	                              "Session ticket key rotations");
 }
 
 void
@@ -190,4 +219,48 @@ stats_upstream_event(const char *what)
 		dfr_metric_inc(m_up_timeout);
 	else
 		dfr_metric_inc(m_up_connect_fail);
+}
+
+void
+stats_tls_handshake(bool resumed, int version)
+{
+	dfr_metric_inc(resumed ? m_tls_resumed : m_tls_full);
+	if (version == 0x0304)
+		dfr_metric_inc(m_tls_v13);
+	else
+		dfr_metric_inc(m_tls_v12);
+}
+
+void
+stats_tls_failed(const char *reason)
+{
+	int i;
+
+	for (i = 0; i < 7; i++)
+		if (strcmp(reason, tls_fail_reason[i]) == 0)
+			break;
+	dfr_metric_inc(m_tls_fail[i]);
+}
+
+void
+stats_tls_cert_built(void)
+{
+	dfr_metric_inc(m_tls_built);
+}
+
+void
+stats_tls_ticket_rotation(void)
+{
+	dfr_metric_inc(m_tls_rotations);
+}
+
+void
+stats_h2(const char *what)
+{
+	if (strcmp(what, "conn") == 0)
+		dfr_metric_inc(m_h2_conns);
+	else if (strcmp(what, "stream") == 0)
+		dfr_metric_inc(m_h2_streams);
+	else
+		dfr_metric_inc(m_h2_refused);
 }

@@ -477,7 +477,7 @@ waf_submit(struct waf *w, struct hconn *hc)
 	uint32_t id;
 	int rv;
 
-	if (getsockname(bufferevent_getfd(hc->hc_bev), (struct sockaddr *)&ss, &sslen) == 0) {
+	if (getsockname(hconn_sockfd(hc), (struct sockaddr *)&ss, &sslen) == 0) {
 		if (ss.ss_family == AF_INET) {
 			struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 
@@ -490,7 +490,7 @@ waf_submit(struct waf *w, struct hconn *hc)
 			server_port = ntohs(sin6->sin6_port);
 		}
 	}
-	req.wr_scheme = DFR_WAF_HTTP;
+	req.wr_scheme = hc->hc_tls ? DFR_WAF_HTTPS : DFR_WAF_HTTP;
 	req.wr_http_major = m->m_major;
 	req.wr_http_minor = m->m_minor;
 	req.wr_peer_port = hc->hc_peer_port;

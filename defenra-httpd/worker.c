@@ -71,6 +71,7 @@ worker_init(struct httpd *srv, unsigned index, struct event_base *base,
 	srv->h_efd = -1;
 	TAILQ_INIT(&srv->h_conns);
 	TAILQ_INIT(&srv->h_closed);
+	TAILQ_INIT(&srv->h_spare);
 	pthread_mutex_init(&srv->h_lock, NULL);
 	if (base == NULL) {
 		struct event_config *ec = event_config_new();
@@ -78,7 +79,8 @@ worker_init(struct httpd *srv, unsigned index, struct event_base *base,
 		/* Only this worker's thread ever touches its base (the main thread talks through
 		 * the eventfd): no lock on every event_add. */
 		if (ec != NULL)
-			event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+			event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK |
+			                                  EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 		base = ec != NULL ? event_base_new_with_config(ec) : NULL;
 		if (ec != NULL)
 			event_config_free(ec);
@@ -178,6 +180,7 @@ worker_fini(struct httpd *srv)
 	}
 	listener_close_all(srv);
 	hconn_close_all(srv);
+	h2_spare_free(srv);
 	waf_close(srv->h_waf);
 	srv->h_waf = NULL;
 	upstream_pool_fini(&srv->h_pool);

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """bench/http: httpd against nginx (proxy_pass, upstream keep-alive) and HAProxy, side by side in
-one run, in front of the same origin (BENCHMARKS.md, HTTP part).
+one run, in front of the same origin (BENCHMARKS.md, HTTP and HTTPS parts).
 
 Origin: nginx, 1 worker, `return 200 "ok\\n"`, pinned to CPU 0 with wrk. Proxies under test
 pinned to CPU 1 (every process and thread): httpd (with syncd in file mode; syncd is not on the
@@ -13,8 +13,17 @@ With defenra-wafd built, a fourth column runs httpd on a domain with the typical
 (User-Agent blocklist, a path rule, a per-address counter with incr and a TTL) against httpd's own
 no-WAF figure of the same round (wafd pinned to CPU 1 too).
 
-Environment: HTTP_BENCH_ROUNDS (5), HTTP_BENCH_SECONDS (8), HTTP_BENCH_CONNS (64),
-DFR_BIN (build/default/bin). Loopback only; about 3 minutes.
+HTTPS (HTTP_BENCH_SETS has "https"): httpd and nginx terminate TLS with the same ECDSA P-256
+certificate (made with openssl in the temp dir) in front of the same origin: `tls` is wrk over TLS
+with keep-alive (requests/s), `tls-new` is wrk with `Connection: close`, a new TLS 1.3 connection
+and full handshake per request (wrk does not resume TLS 1.3 sessions), so its requests/s are new
+handshakes per second; `h2` is `h2load -c64 -m10` over ALPN h2 when httpd offers h2 (else it is
+skipped and said so). wrk sends the SNI "127.0.0.1": httpd runs with HTTPS_DEFAULT_DOMAIN (nginx
+serves its default server the same way).
+
+Environment: HTTP_BENCH_ROUNDS (5), HTTP_BENCH_SECONDS (5), HTTP_BENCH_CONNS (64),
+HTTP_BENCH_SETS ("http,https"), DFR_BIN (build/default/bin). Loopback only; about 4 minutes with
+both sets.
 """
 import json
 import os
@@ -32,7 +41,8 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("DFR_BIN", os.path.join(ROOT, "build/default/bin"))
 ROUNDS = int(os.environ.get("HTTP_BENCH_ROUNDS", "5"))
-SECS = int(os.environ.get("HTTP_BENCH_SECONDS", "8"))
+SECS = int(os.environ.get("HTTP_BENCH_SECONDS", "5"))
+SETS = [x.strip() for x in os.environ.get("HTTP_BENCH_SETS", "http,https").split(",")]
 CONNS = int(os.environ.get("HTTP_BENCH_CONNS", "64"))
 SERVER_CPU = "1"
 LOAD_CPU = "0"
@@ -170,11 +180,12 @@ def unit_ms(v, u):
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[u]
 
 
-def wrk(port, host):
+def wrk(port, host, scheme="http", close=False):
     """(requests/s, p99 ms, total requests, problems) of one wrk run pinned to LOAD_CPU."""
+    extra = ["-H", "Connection: close"] if close else []
     out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c%d" % CONNS,
-                          "-d%ds" % SECS, "--latency", "-H", "Host: " + host,
-                          "http://127.0.0.1:%d/" % port], capture_output=True, text=True,
+                          "-d%ds" % SECS, "--latency", "-H", "Host: " + host] + extra +
+                         ["%s://127.0.0.1:%d/" % (scheme, port)], capture_output=True, text=True,
                          timeout=SECS + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
@@ -188,6 +199,47 @@ def wrk(port, host):
     return rps, p99, total, problems
 
 
+def h2load(port, host):
+    """The same for one h2load run (64 connections x 10 streams) pinned to LOAD_CPU."""
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, "h2load", "-c%d" % CONNS, "-m10",
+                          "-D%d" % SECS, "-H", ":authority: " + host,
+                          "https://127.0.0.1:%d/" % port], capture_output=True, text=True,
+                         timeout=SECS + 30).stdout
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    rps = float(m.group(1)) if m else 0.0
+    m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) "
+                  r"failed, (\d+) errored", out)
+    total = int(m.group(3)) if m else 0
+    m2 = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    problems = []
+    if m is None or m2 is None or total == 0:
+        problems.append("h2load output not understood: " + out[-300:])
+    else:
+        if int(m.group(4)) or int(m.group(5)):
+            problems.append("%s failed, %s errored" % (m.group(4), m.group(5)))
+        if int(m2.group(3)) or int(m2.group(4)):
+            problems.append("non-2xx: %s 4xx, %s 5xx" % (m2.group(3), m2.group(4)))
+    m = re.search(r"time for request:\s+[\d.]+\w+\s+([\d.]+)(us|ms|s)", out)
+    p99 = unit_ms(m.group(1), m.group(2)) if m else float("nan")  # the max, h2load has no p99
+    return rps, p99, total, problems
+
+
+def offers_h2(port):
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername",
+                        "bench.test", "-alpn", "h2,http/1.1"], input=b"", capture_output=True,
+                       timeout=10)
+    return b"ALPN protocol: h2" in r.stdout
+
+
+def make_cert():
+    key, crt = os.path.join(tmp, "bench.key"), os.path.join(tmp, "bench.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt, "-days",
+                    "30", "-subj", "/CN=bench.test", "-addext", "subjectAltName=DNS:bench.test"],
+                   check=True, capture_output=True)
+    return crt, key
+
+
 def main():
     if os.cpu_count() < 2:
         print("bench/http needs 2 CPUs")
@@ -196,7 +248,10 @@ def main():
         if shutil.which(tool) is None:
             print("bench/http: %s missing (make deps installs it)" % tool)
             return 1
-    ports = {k: free_port() for k in ("origin", "httpd", "ngx", "hap", "admin", "wafadmin")}
+    ports = {k: free_port() for k in ("origin", "httpd", "ngx", "hap", "admin", "wafadmin",
+                                      "httpds", "ngxs")}
+    tls = "https" in SETS
+    crt, key = make_cert()
     origin = start("origin", ["nginx", "-e", "stderr", "-g", "daemon off;", "-c", nginx_conf(
         "origin", 1, 'server { listen 127.0.0.1:%d; location / { return 200 "ok\\n"; } }'
         % ports["origin"])], LOAD_CPU)
@@ -206,8 +261,9 @@ def main():
              "dnsRecords": [{"id": "r1", "name": "@", "type": "A", "value": "127.0.0.1",
                              "ttl": 60, "priority": None, "httpProxyEnabled": True}],
              "geoDnsLocations": [], "httpProxy": {"type": "both", "antiDDoS": None},
-             "ssl": {"enabled": False, "certificate": None, "privateKey": None,
-                     "autoRenew": False, "acmeHttpChallenge": {"token": "", "keyAuthorization": ""}},
+             "ssl": {"enabled": True, "certificate": open(crt).read(),
+                     "privateKey": open(key).read(), "autoRenew": False,
+                     "acmeHttpChallenge": {"token": "", "keyAuthorization": ""}},
              "luaCode": None}]
     if have_waf:
         w = json.loads(json.dumps(doms[0]))
@@ -221,6 +277,7 @@ def main():
                DEFENRA_STATE_DIR=os.path.join(tmp, "state"), DEFENRA_CONFIG=cfg,
                POLLING_INTERVAL="60", SYNCD_ADMIN_LISTEN="127.0.0.1:%d" % free_port(),
                HTTP_LISTEN="127.0.0.1:%d" % ports["httpd"],
+               HTTPS_LISTEN="127.0.0.1:%d" % ports["httpds"], HTTPS_DEFAULT_DOMAIN="bench.test",
                HTTPD_ADMIN_LISTEN="127.0.0.1:%d" % ports["admin"],
                WAFD_ADMIN_LISTEN="127.0.0.1:%d" % ports["wafadmin"],
                HTTPD_UPSTREAM_PORT=str(ports["origin"]), HTTPD_WORKERS="2", WAFD_WORKERS="1",
@@ -239,7 +296,13 @@ def main():
     server { listen 127.0.0.1:%d;
         location / { proxy_pass http://origin; proxy_http_version 1.1;
                      proxy_set_header Connection ""; proxy_set_header Host $host; } }
-""" % (ports["origin"], ports["ngx"]))], SERVER_CPU)
+    server { listen 127.0.0.1:%d ssl http2;
+        ssl_certificate %s; ssl_certificate_key %s;
+        ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets on;
+        location / { proxy_pass http://origin; proxy_http_version 1.1;
+                     proxy_set_header Connection ""; proxy_set_header Host $host;
+                     proxy_set_header X-Forwarded-Proto https; } }
+""" % (ports["origin"], ports["ngx"], ports["ngxs"], crt, key))], SERVER_CPU)
     hap = start("haproxy", ["haproxy", "-f", write("haproxy.cfg", """global
     maxconn 4096
     nbthread 2
@@ -258,11 +321,24 @@ backend be
     servers["nginx"] = [ngx]
     servers["haproxy"] = [hap]
 
-    targets = {"httpd": (ports["httpd"], "bench.test"), "nginx": (ports["ngx"], "bench.test"),
-               "haproxy": (ports["hap"], "bench.test")}
+    # name -> (port, host, kind): kind http, tls (keep-alive), tls-new (a handshake a request), h2
+    targets = {}
+    if "http" in SETS:
+        targets = {"httpd": (ports["httpd"], "bench.test", "http"),
+                   "nginx": (ports["ngx"], "bench.test", "http"),
+                   "haproxy": (ports["hap"], "bench.test", "http")}
+    else:
+        have_waf = False
     if have_waf:
-        targets["httpd+waf"] = (ports["httpd"], "waf.test")
+        targets["httpd+waf"] = (ports["httpd"], "waf.test", "http")
         servers["httpd+waf"] = servers["httpd"]
+    have_h2 = False
+    if tls:
+        for kind in ("tls", "tls-new"):
+            targets["httpd-" + kind] = (ports["httpds"], "bench.test", kind)
+            targets["nginx-" + kind] = (ports["ngxs"], "bench.test", kind)
+            servers["httpd-" + kind] = servers["httpd"]
+            servers["nginx-" + kind] = servers["nginx"]
     if have_waf:
         # The WAF column means something only when wafd judges: /admin must be blocked.
         end = time.time() + 10
@@ -273,7 +349,19 @@ backend be
             have_waf = False
             del targets["httpd+waf"]
             del servers["httpd+waf"]
-    for name, (port, host) in targets.items():
+    if tls:
+        have_h2 = wait_ok(ports["httpd"], "bench.test") and offers_h2(ports["httpds"])
+        if have_h2 and shutil.which("h2load"):
+            targets["httpd-h2"] = (ports["httpds"], "bench.test", "h2")
+            targets["nginx-h2"] = (ports["ngxs"], "bench.test", "h2")
+            servers["httpd-h2"] = servers["httpd"]
+            servers["nginx-h2"] = servers["nginx"]
+        else:
+            print("bench/http: httpd does not offer h2 (ALPN): h2 not measured")
+            have_h2 = False
+    for name, (port, host, kind) in targets.items():
+        if kind != "http":
+            continue
         if not wait_ok(port, host):
             print("bench/http: %s does not answer 200 ok on :%d (logs in %s)" % (name, port, tmp))
             return 1
@@ -290,9 +378,14 @@ backend be
     for r in range(ROUNDS):
         seq = order if r % 2 == 0 else order[::-1]
         for name in seq:
-            port, host = targets[name]
+            port, host, kind = targets[name]
             c0 = [cpu_s([p.pid]) for p in servers[name]]
-            rps, p99, total, problems = wrk(port, host)
+            if kind == "h2":
+                rps, p99, total, problems = h2load(port, host)
+            elif kind == "http":
+                rps, p99, total, problems = wrk(port, host)
+            else:
+                rps, p99, total, problems = wrk(port, host, "https", kind == "tls-new")
             c1 = [cpu_s([p.pid]) for p in servers[name]]
             each = [(b - a) * 1e6 / max(total, 1) for a, b in zip(c0, c1)]
             us = sum(each)
@@ -301,7 +394,7 @@ backend be
                 split[name].append(each)
             if problems:
                 bad.append("%s round %d: %s" % (name, r + 1, ", ".join(problems)))
-            print("round %d %-10s %9.0f req/s  p99 %6.2f ms  %5.1f us/req%s" % (
+            print("round %d %-17s %9.0f req/s  p99 %6.2f ms  %5.1f us/req%s" % (
                 r + 1, name, rps, p99, us, "  BAD " + "; ".join(problems) if problems else ""),
                 flush=True)
 
@@ -315,12 +408,25 @@ backend be
                                         for k in order))
     print("median server CPU us/req: " + ", ".join(
         "%s %.1f" % (k, statistics.median(x[2] for x in res[k])) for k in order))
-    rn = med_ratio("httpd", "nginx", 0)
-    pn = med_ratio("httpd", "nginx", 1)
-    rh = med_ratio("httpd", "haproxy", 0)
-    print("httpd / nginx: %.2fx req/s (bar 1.0x), p99 %.2fx (bar at most 1.2x)" % (rn, pn))
-    print("httpd / haproxy: %.2fx req/s" % rh)
-    ok = rn >= 1.0 and pn <= 1.2
+    ok = True
+    if "http" in SETS:
+        rn = med_ratio("httpd", "nginx", 0)
+        pn = med_ratio("httpd", "nginx", 1)
+        rh = med_ratio("httpd", "haproxy", 0)
+        print("httpd / nginx: %.2fx req/s (bar 1.0x), p99 %.2fx (bar at most 1.2x)" % (rn, pn))
+        print("httpd / haproxy: %.2fx req/s" % rh)
+        ok = rn >= 1.0 and pn <= 1.2
+    for kind, what in (("tls", "HTTPS keep-alive req/s"),
+                       ("tls-new", "new TLS 1.3 handshakes/s"), ("h2", "h2 req/s")):
+        if "httpd-" + kind not in res:
+            continue
+        r = med_ratio("httpd-" + kind, "nginx-" + kind, 0)
+        cpu = statistics.median(x[2] / y[2] for x, y in zip(res["httpd-" + kind],
+                                                            res["nginx-" + kind]))
+        print("httpd / nginx %s: %.2fx (bar 0.9x), server CPU per request %.2fx" % (what, r, cpu))
+        ok = ok and r >= 0.9
+    if tls and not have_h2:
+        print("h2: not measured (httpd does not offer h2)")
     if have_waf:
         rw = med_ratio("httpd+waf", "httpd", 0)
         print("httpd+waf / httpd: %.2fx req/s (bar 0.75x)" % rw)
@@ -329,7 +435,7 @@ backend be
                 statistics.median(x[0] for x in split["httpd+waf"]),
                 statistics.median(x[1] for x in split["httpd+waf"])))
         ok = ok and rw >= 0.75
-    else:
+    elif "http" in SETS:
         print("httpd+waf: defenra-wafd not built or not judging, not measured")
     if bad:
         print("runs with errors (they count as nothing):\n  " + "\n  ".join(bad))

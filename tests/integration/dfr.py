@@ -309,6 +309,9 @@ class Suite:
             "LOG_LEVEL": "debug",
             "%s_ADMIN_LISTEN" % name.upper(): "127.0.0.1:%d" % free_port(),
         }
+        if name == "httpd":
+            # Never the default 0.0.0.0:443: a test that wants TLS names a loopback port.
+            env["HTTPS_LISTEN"] = "off"
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:
                 env[k] = os.environ[k]
