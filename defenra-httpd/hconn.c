@@ -439,8 +439,10 @@ handle_head(struct hconn *hc)
 		return;
 	}
 	if (hc->hc_zone->rz_waf && srv->h_waf != NULL) {
+		/* Reading stays on while wafd judges: what the client sends meanwhile waits in
+		 * the input (up to HC_READ_HWM), and turning it off and on again cost two
+		 * epoll_ctl per judged request. */
 		set_state(hc, HC_ST_WAF);
-		bufferevent_disable(hc->hc_bev, EV_READ);
 		arm_timer(hc, srv->h_opts.o_waf_timeout_ms);
 		if (waf_submit(srv->h_waf, hc) == DFR_OK)
 			return;
@@ -582,7 +584,7 @@ hconn_up_connected(struct hconn *hc)
 	if (!hc->hc_req_done) {
 		client_timeouts(hc, srv->h_opts.o_body_timeout_ms);
 		h1_parser_resume(&hc->hc_req);
-		bufferevent_enable(hc->hc_bev, EV_READ); /* off while the WAF judged */
+		bufferevent_enable(hc->hc_bev, EV_READ); /* for the body (no-op when already on) */
 		pump_request(hc);
 		client_flush(hc); /* a 100 Continue */
 	} else {
@@ -1042,6 +1044,12 @@ client_event(struct bufferevent *bev, short what, void *arg)
 		}
 		hc->hc_keepalive = false;
 		respond_status(hc, 408);
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && hc->hc_state == HC_ST_WAF) {
+		/* Half-closed while wafd judges: the verdict still gets an answer out (reading
+		 * resumes with the request and sees the EOF again, then as below). */
+		hc->hc_keepalive = false;
 		return;
 	}
 	if ((what & BEV_EVENT_EOF) && hc->hc_state == HC_ST_PROXY && hc->hc_req_done) {

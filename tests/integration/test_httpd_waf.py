@@ -28,6 +28,8 @@ def rule(req):
             n = counts[req["peer"]]
         if n > 3:
             return (RESPOND, 429, [("Retry-After", "60")], b"Too many requests")
+    if target.startswith("/wafhalf"):
+        return ("sleep", 0.05, (PASS, 0, [("X-Waf", "half")], b""))
     if target.startswith("/wafslow"):
         return ("sleep", 1.0, (PASS, 0, [], b""))
     if target.startswith("/silent"):
@@ -58,6 +60,24 @@ with Suite() as s:
     req = waf.seen[-1] if waf.seen else {}
     t.eq((req.get("host"), req.get("method"), req.get("target"), req.get("domain")),
          ("waf.test", "GET", "/echo", "waf.test"), "wafd told host, method, target, domain")
+
+    # A client that half-closes right after its request, while wafd is still judging it.
+    import socket
+    c = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+    c.sendall(b"GET /wafhalf HTTP/1.1\r\nHost: waf.test\r\n\r\n")
+    c.shutdown(socket.SHUT_WR)
+    got = b""
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            got += d
+    except OSError:
+        pass
+    c.close()
+    t.ok(got.startswith(b"HTTP/1.1 200") and b"X-Waf: half" in got,
+         "half-closed during the verdict: still answered after it", got[:200])
     t.eq(req.get("peer"), "127.0.0.1", "wafd told the socket's peer, not X-Forwarded-For")
     t.ok(("X-Forwarded-For", "6.6.6.6") in req.get("headers", []), "headers passed as sent")
     n = len(waf.seen)
