@@ -308,16 +308,6 @@ tls_new_ssl(void)
 	return base_ctx != NULL ? SSL_new(base_ctx) : NULL;
 }
 
-static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return -1;
-}
-
 /* A context with the chain (leaf first) and key; NULL with the reason in why. */
 static SSL_CTX *
 ctx_build(const char *cert_pem, const char *key_pem, char *why, size_t whylen)
@@ -333,13 +323,13 @@ ctx_build(const char *cert_pem, const char *key_pem, char *why, size_t whylen)
 	if ((b = BIO_new_mem_buf(cert_pem, -1)) == NULL)
 		goto fail;
 	what = "certificate does not parse";
-	if ((x = PEM_read_bio_X509(b, NULL, no_passphrase, NULL)) == NULL)
+	if ((x = PEM_read_bio_X509(b, NULL, dfr_pem_no_passphrase, NULL)) == NULL)
 		goto fail;
 	what = "certificate refused";
 	if (SSL_CTX_use_certificate(ctx, x) != 1)
 		goto fail;
 	X509_free(x);
-	while ((x = PEM_read_bio_X509(b, NULL, no_passphrase, NULL)) != NULL) {
+	while ((x = PEM_read_bio_X509(b, NULL, dfr_pem_no_passphrase, NULL)) != NULL) {
 		if (SSL_CTX_add0_chain_cert(ctx, x) != 1)
 			goto fail;
 	}
@@ -348,7 +338,7 @@ ctx_build(const char *cert_pem, const char *key_pem, char *why, size_t whylen)
 	if ((b = BIO_new_mem_buf(key_pem, -1)) == NULL)
 		goto fail;
 	what = "key does not parse";
-	if ((key = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL)) == NULL)
+	if ((key = PEM_read_bio_PrivateKey(b, NULL, dfr_pem_no_passphrase, NULL)) == NULL)
 		goto fail;
 	what = "key does not match the certificate";
 	if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)

@@ -183,6 +183,10 @@ struct dfr_proxy *dfr_proxy_from_json(const char *json, size_t len);
  * private keys: never log it. Caller frees. NULL on ENOMEM. */
 char *dfr_config_to_json(const struct dfr_config *cfg, size_t *len);
 
+/* An OpenSSL pem_password_cb that refuses: an encrypted key in the config fails to load instead
+ * of OpenSSL prompting for a pass phrase on the terminal. For whoever reads the config's PEM. */
+int dfr_pem_no_passphrase(char *buf, int size, int rwflag, void *u);
+
 /* An empty config (no domains, no proxies) with one reference. */
 struct dfr_config *dfr_config_new_empty(void);
 

@@ -35,9 +35,8 @@
 
 #include "config_int.h"
 
-/* An encrypted key would make OpenSSL prompt on the terminal for a pass phrase: refuse it. */
-static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
+int
+dfr_pem_no_passphrase(char *buf, int size, int rwflag, void *u)
 {
 	(void)buf;
 	(void)size;
@@ -60,7 +59,8 @@ key_fast(struct dfr_tls_cache *tc, const char *key_pem)
 		tc->tc_dctx = OSSL_DECODER_CTX_new_for_pkey(&tc->tc_key, "PEM", NULL, NULL,
 		                                            EVP_PKEY_KEYPAIR, NULL, NULL);
 		if (tc->tc_dctx == NULL ||
-		    OSSL_DECODER_CTX_set_pem_password_cb(tc->tc_dctx, no_passphrase, NULL) != 1) {
+		    OSSL_DECODER_CTX_set_pem_password_cb(tc->tc_dctx, dfr_pem_no_passphrase,
+		                                         NULL) != 1) {
 			OSSL_DECODER_CTX_free(tc->tc_dctx);
 			tc->tc_dctx = NULL;
 			tc->tc_failed = true;
@@ -108,7 +108,7 @@ fast_x509(struct dfr_tls_cache *tc, BIO *cb)
 
 	if (x == NULL)
 		return NULL;
-	if (PEM_read_bio_X509(cb, &x, no_passphrase, NULL) == NULL) {
+	if (PEM_read_bio_X509(cb, &x, dfr_pem_no_passphrase, NULL) == NULL) {
 		X509_free(x);
 		return NULL;
 	}
@@ -159,7 +159,8 @@ fast_typed(struct dfr_tls_cache *tc, X509 *leaf)
 		return NULL;
 	if ((ty->ty_kdctx = OSSL_DECODER_CTX_new_for_pkey(&ty->ty_key, "PEM", NULL, types[i].name,
 	                                                  EVP_PKEY_KEYPAIR, NULL, NULL)) == NULL ||
-	    OSSL_DECODER_CTX_set_pem_password_cb(ty->ty_kdctx, no_passphrase, NULL) != 1 ||
+	    OSSL_DECODER_CTX_set_pem_password_cb(ty->ty_kdctx, dfr_pem_no_passphrase, NULL) !=
+	            1 ||
 	    (ty->ty_pdctx = OSSL_DECODER_CTX_new_for_pkey(&ty->ty_pub, "DER",
 	                                                  "SubjectPublicKeyInfo", types[i].name,
 	                                                  EVP_PKEY_PUBLIC_KEY, NULL, NULL)) == NULL) {
@@ -318,12 +319,12 @@ dfr_cfg_tls_check_cached(struct dfr_tls_cache *tc, const char *cert_pem, const c
 		reason = "out of memory";
 		goto out;
 	}
-	if ((leaf = PEM_read_bio_X509(cb, NULL, no_passphrase, NULL)) == NULL) {
+	if ((leaf = PEM_read_bio_X509(cb, NULL, dfr_pem_no_passphrase, NULL)) == NULL) {
 		reason = "certificate does not parse";
 		goto out;
 	}
 	/* The rest of the chain: certificates until the end of the text, nothing else. */
-	while ((extra = PEM_read_bio_X509(cb, NULL, no_passphrase, NULL)) != NULL)
+	while ((extra = PEM_read_bio_X509(cb, NULL, dfr_pem_no_passphrase, NULL)) != NULL)
 		X509_free(extra);
 	e = ERR_peek_last_error();
 	if (e != 0 &&
@@ -333,7 +334,7 @@ dfr_cfg_tls_check_cached(struct dfr_tls_cache *tc, const char *cert_pem, const c
 	}
 	ERR_clear_error();
 	if ((key = key_fast(tc, key_pem)) == NULL &&
-	    (key = PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL)) == NULL) {
+	    (key = PEM_read_bio_PrivateKey(kb, NULL, dfr_pem_no_passphrase, NULL)) == NULL) {
 		reason = "private key does not parse";
 		goto out;
 	}

@@ -254,6 +254,27 @@ pace(struct worker *w, uint64_t k)
 	return t;
 }
 
+/* The fixed part of every request both load clients send; mix_make() varies the rest. */
+static void
+request_template(struct dfr_waf_req *req, struct dfr_waf_hdr hdrs[3])
+{
+	req->wr_http_major = req->wr_http_minor = 1;
+	req->wr_peer_port = 41000;
+	req->wr_server_port = 80;
+	req->wr_domain_id = dfr_waf_str_c(o.dom_id);
+	req->wr_domain_name = dfr_waf_str_c(o.dom_name);
+	req->wr_host = dfr_waf_str_c(o.dom_name);
+	req->wr_method = dfr_waf_str_c("GET");
+	req->wr_server_addr = dfr_waf_str_c("127.0.0.1");
+	hdrs[0].wh_name = dfr_waf_str_c("Host");
+	hdrs[0].wh_value = dfr_waf_str_c(o.dom_name);
+	hdrs[1].wh_name = dfr_waf_str_c("User-Agent");
+	hdrs[2].wh_name = dfr_waf_str_c("Accept");
+	hdrs[2].wh_value = dfr_waf_str_c("*/*");
+	req->wr_headers = hdrs;
+	req->wr_nheaders = 3;
+}
+
 static void *
 waf_worker(void *arg)
 {
@@ -268,21 +289,7 @@ waf_worker(void *arg)
 	struct mix m;
 
 	(void)rh_dummy;
-	req.wr_http_major = req.wr_http_minor = 1;
-	req.wr_peer_port = 41000;
-	req.wr_server_port = 80;
-	req.wr_domain_id = dfr_waf_str_c(o.dom_id);
-	req.wr_domain_name = dfr_waf_str_c(o.dom_name);
-	req.wr_host = dfr_waf_str_c(o.dom_name);
-	req.wr_method = dfr_waf_str_c("GET");
-	req.wr_server_addr = dfr_waf_str_c("127.0.0.1");
-	hdrs[0].wh_name = dfr_waf_str_c("Host");
-	hdrs[0].wh_value = dfr_waf_str_c(o.dom_name);
-	hdrs[1].wh_name = dfr_waf_str_c("User-Agent");
-	hdrs[2].wh_name = dfr_waf_str_c("Accept");
-	hdrs[2].wh_value = dfr_waf_str_c("*/*");
-	req.wr_headers = hdrs;
-	req.wr_nheaders = 3;
+	request_template(&req, hdrs);
 	for (uint64_t k = 0; !stop_flag; k++) {
 		uint64_t i = k * (uint64_t)o.conns + (uint64_t)w->w_id, sched;
 		nng_msg *msg;
@@ -480,21 +487,7 @@ sp_load(void)
 		printf("{\"error\":\"cannot connect\"}\n");
 		return 1;
 	}
-	req.wr_http_major = req.wr_http_minor = 1;
-	req.wr_peer_port = 41000;
-	req.wr_server_port = 80;
-	req.wr_domain_id = dfr_waf_str_c(o.dom_id);
-	req.wr_domain_name = dfr_waf_str_c(o.dom_name);
-	req.wr_host = dfr_waf_str_c(o.dom_name);
-	req.wr_method = dfr_waf_str_c("GET");
-	req.wr_server_addr = dfr_waf_str_c("127.0.0.1");
-	hdrs[0].wh_name = dfr_waf_str_c("Host");
-	hdrs[0].wh_value = dfr_waf_str_c(o.dom_name);
-	hdrs[1].wh_name = dfr_waf_str_c("User-Agent");
-	hdrs[2].wh_name = dfr_waf_str_c("Accept");
-	hdrs[2].wh_value = dfr_waf_str_c("*/*");
-	req.wr_headers = hdrs;
-	req.wr_nheaders = 3;
+	request_template(&req, hdrs);
 	start = now_ns() + 20000000u;
 	end = start + (uint64_t)(o.duration * 1e9);
 	for (;;) {
