@@ -58,7 +58,8 @@ struct dfr_bus_sub {
 	nng_dialer sb_req_dialer;
 	char sb_run_dir[DFR_BUS_URL_MAX];
 	struct event *sb_watch_ev; /* deaf-socket watchdog, every heartbeat interval */
-	uint64_t sb_heard_ms;      /* last message on config.pub (or the last SUB dial) */
+	uint64_t sb_heard_ms;      /* last message on config.pub (or the open) */
+	uint64_t sb_sub_dial_ms;   /* last SUB dial: a new dial gets a full period */
 	uint64_t sb_want_ms;       /* when the wanted snapshot was first wanted (or REQ dialled) */
 	bool sb_silence_logged;
 	struct event *sb_sub_ev;   /* SUB readable */
@@ -366,7 +367,7 @@ sub_sub_readable(evutil_socket_t fd, short what, void *arg)
 	int rv, rc;
 
 	while ((rv = nng_recvmsg(sub->sb_sub, &msg, NNG_FLAG_NONBLOCK)) == 0) {
-		sub->sb_heard_ms = dfr_bus_now_ms();
+		sub->sb_heard_ms = sub->sb_sub_dial_ms = dfr_bus_now_ms();
 		sub->sb_silence_logged = false;
 		rc = dfr_msg_decode(nng_msg_body(msg), nng_msg_len(msg), &h, &payload);
 		if (rc != DFR_OK) {
@@ -439,13 +440,15 @@ sub_watch(evutil_socket_t fd, short what, void *arg)
 	bool syncd_heard = now - sub->sb_heard_ms < BUS_SILENCE_MS;
 
 	if (!syncd_heard) {
+		if (now - sub->sb_sub_dial_ms < BUS_SILENCE_MS)
+			return; /* give the last dial a full period */
 		if (!sub->sb_silence_logged)
 			dfr_log_info("bus, nothing on config.pub for %d ms, dialling syncd again",
 			             BUS_SILENCE_MS);
 		sub->sb_silence_logged = true;
 		dfr_metric_inc(sub->sb_m_redials);
 		(void)sub_redial(sub->sb_sub, &sub->sb_sub_dialer, sub->sb_run_dir, "config.pub");
-		sub->sb_heard_ms = now; /* give the new dial a full period */
+		sub->sb_sub_dial_ms = now;
 		return;
 	}
 	if (sub->sb_want && now - sub->sb_want_ms >= BUS_SILENCE_MS) {
