@@ -315,6 +315,9 @@ struct hconn {
 	char *hc_extra_hdrs;    /* WAF headers for the response; owned */
 	size_t hc_extra_len;
 	uint64_t hc_waf_id; /* pending WAF request, 0 none */
+	char hc_local_ip[INET6_ADDRSTRLEN]; /* local address, asked once (waf.c local_addr) */
+	uint16_t hc_local_port;
+	bool hc_local_known;
 	bool hc_tls;             /* a TLS connection (bufferevent_openssl) */
 	bool hc_tls_done;        /* its handshake completed */
 	const char *hc_tls_fail; /* why the handshake failed, when we know it (tls.c) */

@@ -60,6 +60,21 @@ with Suite() as s:
     req = waf.seen[-1] if waf.seen else {}
     t.eq((req.get("host"), req.get("method"), req.get("target"), req.get("domain")),
          ("waf.test", "GET", "/echo", "waf.test"), "wafd told host, method, target, domain")
+    t.eq((req.get("server"), req.get("server_port")), ("127.0.0.1", port),
+         "wafd told the local address and port")
+    # two requests on one keep-alive connection: the second reuses the address asked once
+    import http.client
+    kc = http.client.HTTPConnection("127.0.0.1", port, timeout=5 * SLOW)
+    for path in ("/echo?k=1", "/echo?k=2"):
+        kc.request("GET", path, headers={"Host": "waf.test"})
+        kc.getresponse().read()
+    kc.close()
+    last = [r for r in waf.seen if r.get("target") in ("/echo?k=1", "/echo?k=2")]
+    t.ok(len(last) == 2 and all((r.get("server"), r.get("server_port")) == ("127.0.0.1", port)
+                                and r.get("peer_port") == last[0].get("peer_port")
+                                for r in last),
+         "same local address on both requests of a keep-alive connection",
+         [(r.get("server"), r.get("server_port"), r.get("peer_port")) for r in last])
 
     # A client that half-closes right after its request, while wafd is still judging it.
     import socket
