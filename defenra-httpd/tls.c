@@ -19,8 +19,9 @@
  * Ticket keys are held by the process (all workers and contexts share them), made at random at
  * start and rotated every TLS_TICKET_ROTATE_S: a ticket is issued with the current key and
  * accepted with it or either of the two before it (renewed then), so a ticket lives at most
- * three periods. OCSP stapling is not done: the config carries no OCSP response. ALPN selects
- * h2 (h2.c) when the client offers it, else http/1.1.
+ * three periods. A TLS 1.3 resumption always gets a new ticket (clients use each ticket once),
+ * a TLS 1.2 one only when its key is not the current one. OCSP stapling is not done: the config
+ * carries no OCSP response. ALPN selects h2 (h2.c) when the client offers it, else http/1.1.
  */
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -122,7 +123,6 @@ ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *ectx
 	int rc = 0;
 	unsigned i;
 
-	(void)ssl;
 	if (now >= __atomic_load_n(&tk_next_rotate, __ATOMIC_RELAXED)) {
 		pthread_rwlock_wrlock(&tk_lock);
 		if (now >= tk_next_rotate)
@@ -148,7 +148,12 @@ ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *ectx
 			goto out; /* unknown or expired key: a full handshake */
 		if (EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->tk_aes, iv) != 1)
 			goto out;
-		rc = i == 0 ? 1 : 2; /* 2: valid, issue a new ticket with the current key */
+		/* 2: valid, and a new ticket (with the current key) goes out after the handshake.
+		 * Always so in TLS 1.3: clients use a ticket once (RFC 8446 C.4; OpenSSL's do),
+		 * so without a new one the next connection is a full handshake (wrk resumed every
+		 * other connection, and the client paid a certificate check on the others). A
+		 * TLS 1.2 ticket may be used again: renewed only when under an older key. */
+		rc = (i == 0 && SSL_version(ssl) != TLS1_3_VERSION) ? 1 : 2;
 	}
 	params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->tk_hmac,
 	                                              sizeof(k->tk_hmac));

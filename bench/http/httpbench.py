@@ -16,14 +16,19 @@ no-WAF figure of the same round (wafd pinned to CPU 1 too).
 HTTPS (HTTP_BENCH_SETS has "https"): httpd and nginx terminate TLS with the same ECDSA P-256
 certificate (made with openssl in the temp dir) in front of the same origin: `tls` is wrk over TLS
 with keep-alive (requests/s), `tls-new` is wrk with `Connection: close`, a new TLS 1.3 connection
-and full handshake per request (wrk does not resume TLS 1.3 sessions), so its requests/s are new
-handshakes per second; `h2` is `h2load -c64 -m10` over ALPN h2 when httpd offers h2 (else it is
-skipped and said so). wrk sends the SNI "127.0.0.1": httpd runs with HTTPS_DEFAULT_DOMAIN (nginx
-serves its default server the same way).
+and handshake per request, so its requests/s are new handshakes per second. wrk keeps its SSL
+object across reconnections and offers the last session's ticket, so these handshakes are
+resumptions (PSK with ECDHE, no certificate) as long as the server sends a new ticket after each
+one (a TLS 1.3 ticket is used once): the script prints the share httpd resumed (its metrics).
+`h2` is `h2load -c64 -m10` over ALPN h2 when httpd offers h2 (else it is skipped and said so).
+HTTP_BENCH_SETS=tls-new runs the new-handshake pair alone. wrk sends the SNI "127.0.0.1": httpd
+runs with HTTPS_DEFAULT_DOMAIN (nginx serves its default server the same way). wrk on CPU 0 does
+the client half of every handshake: at -c64 CPU 0 is as busy as CPU 1, so a client that must
+check a certificate on every other connection makes fewer of them.
 
 Environment: HTTP_BENCH_ROUNDS (5), HTTP_BENCH_SECONDS (5), HTTP_BENCH_CONNS (64),
-HTTP_BENCH_SETS ("http,https"), DFR_BIN (build/default/bin). Loopback only; about 4 minutes with
-both sets.
+HTTP_BENCH_SETS ("http,https"; or "tls-new"), DFR_BIN (build/default/bin). Loopback only; about
+4 minutes with both sets.
 """
 import json
 import os
@@ -145,6 +150,17 @@ def http_status(port, host, path="/"):
         return 0, b""
 
 
+def tls_handshakes(admin_port):
+    """(full, resumed) TLS handshakes httpd has counted (its /metrics), or None."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port, timeout=2) as r:
+            text = r.read().decode()
+    except Exception:
+        return None
+    n = dict(re.findall(r'httpd_tls_handshakes_total\{kind="(\w+)"\} (\d+)', text))
+    return int(n.get("full", 0)), int(n.get("resumed", 0))
+
+
 def wait_ok(port, host, timeout=15):
     end = time.time() + timeout
     while time.time() < end:
@@ -251,6 +267,7 @@ def main():
     ports = {k: free_port() for k in ("origin", "httpd", "ngx", "hap", "admin", "wafadmin",
                                       "httpds", "ngxs")}
     tls = "https" in SETS
+    tls_kinds = ("tls", "tls-new") if tls else ("tls-new",) if "tls-new" in SETS else ()
     crt, key = make_cert()
     origin = start("origin", ["nginx", "-e", "stderr", "-g", "daemon off;", "-c", nginx_conf(
         "origin", 1, 'server { listen 127.0.0.1:%d; location / { return 200 "ok\\n"; } }'
@@ -333,8 +350,8 @@ backend be
         targets["httpd+waf"] = (ports["httpd"], "waf.test", "http")
         servers["httpd+waf"] = servers["httpd"]
     have_h2 = False
-    if tls:
-        for kind in ("tls", "tls-new"):
+    if tls_kinds:
+        for kind in tls_kinds:
             targets["httpd-" + kind] = (ports["httpds"], "bench.test", kind)
             targets["nginx-" + kind] = (ports["ngxs"], "bench.test", kind)
             servers["httpd-" + kind] = servers["httpd"]
@@ -360,8 +377,10 @@ backend be
             print("bench/http: httpd does not offer h2 (ALPN): h2 not measured")
             have_h2 = False
     for name, (port, host, kind) in targets.items():
-        if kind != "http":
+        if kind != "http" and name != "httpd-tls-new" and name != "nginx-tls-new":
             continue
+        if kind != "http":  # ready over plain HTTP first (same process, same routes)
+            port = ports["httpd"] if name.startswith("httpd") else ports["ngx"]
         if not wait_ok(port, host):
             print("bench/http: %s does not answer 200 ok on :%d (logs in %s)" % (name, port, tmp))
             return 1
@@ -375,11 +394,13 @@ backend be
     res = {k: [] for k in order}
     split = {k: [] for k in order}
     bad = []
+    resumed = [0, 0]  # httpd-tls-new: full, resumed
     for r in range(ROUNDS):
         seq = order if r % 2 == 0 else order[::-1]
         for name in seq:
             port, host, kind = targets[name]
             c0 = [cpu_s([p.pid]) for p in servers[name]]
+            h0 = tls_handshakes(ports["admin"]) if name == "httpd-tls-new" else None
             if kind == "h2":
                 rps, p99, total, problems = h2load(port, host)
             elif kind == "http":
@@ -387,6 +408,10 @@ backend be
             else:
                 rps, p99, total, problems = wrk(port, host, "https", kind == "tls-new")
             c1 = [cpu_s([p.pid]) for p in servers[name]]
+            h1 = tls_handshakes(ports["admin"]) if h0 is not None else None
+            if h0 is not None and h1 is not None:
+                resumed[0] += h1[0] - h0[0]
+                resumed[1] += h1[1] - h0[1]
             each = [(b - a) * 1e6 / max(total, 1) for a, b in zip(c0, c1)]
             us = sum(each)
             res[name].append((rps, p99, us))
@@ -425,6 +450,9 @@ backend be
                                                             res["nginx-" + kind]))
         print("httpd / nginx %s: %.2fx (bar 0.9x), server CPU per request %.2fx" % (what, r, cpu))
         ok = ok and r >= 0.9
+    if sum(resumed) > 0:
+        print("httpd tls-new: %.0f%% of %d handshakes resumed (wrk offers the last ticket)" % (
+            100.0 * resumed[1] / sum(resumed), sum(resumed)))
     if tls and not have_h2:
         print("h2: not measured (httpd does not offer h2)")
     if have_waf:

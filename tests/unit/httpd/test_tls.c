@@ -1,7 +1,10 @@
 /*
  * tls.c: contexts built from the config's certificates and reused across generations, the SNI
  * choice (apex, subdomain, wildcard, case, unknown names), versions, and session resumption
- * with rotating ticket keys, through handshakes between memory BIOs.
+ * with rotating ticket keys, through handshakes between memory BIOs. A client that keeps
+ * resuming (each connection offers the session of the one before, as wrk and browsers do)
+ * resumes every time: a TLS 1.3 ticket is used once, so a resumed handshake must hand out the
+ * next one (without, every other connection was a full handshake).
  */
 #include <openssl/bio.h>
 #include <openssl/ec.h>
@@ -223,6 +226,87 @@ result_free(struct result *r)
 	SSL_SESSION_free(r->sess);
 }
 
+/* True when the two sessions carry the same ticket. */
+static bool
+same_ticket(const SSL_SESSION *a, const SSL_SESSION *b)
+{
+	const unsigned char *ta, *tb;
+	size_t la, lb;
+
+	if (a == NULL || b == NULL)
+		return false;
+	SSL_SESSION_get0_ticket(a, &ta, &la);
+	SSL_SESSION_get0_ticket(b, &tb, &lb);
+	return la == lb && la > 0 && memcmp(ta, tb, la) == 0;
+}
+
+/* One connection on the client SSL c, kept from one connection to the next as wrk keeps it
+ * (SSL_shutdown() and SSL_clear() after each: the session stays and is offered on the next
+ * connect). *sess: the client's session after it; 1 when the handshake completed. */
+static int
+connect_again(struct httpd *srv, SSL *c, SSL_SESSION **sess, bool *reused)
+{
+	SSL *s = tls_new_ssl();
+	struct hconn hc;
+	char buf[16];
+	int ok;
+
+	memset(&hc, 0, sizeof(hc));
+	hc.hc_srv = srv;
+	SSL_set_app_data(s, &hc);
+	SSL_set_tlsext_host_name(c, "b.test");
+	ok = handshake(c, s);
+	if (ok) {
+		(void)SSL_read(c, buf, sizeof(buf)); /* takes the tickets, if any */
+		*reused = SSL_session_reused(s) == 1;
+	}
+	ERR_clear_error();
+	SSL_SESSION_free(*sess);
+	*sess = SSL_get1_session(c);
+	(void)SSL_shutdown(c);
+	ERR_clear_error();
+	SSL_clear(c);
+	SSL_free(s);
+	return ok;
+}
+
+/* Eleven connections in a row on one client SSL, each offering the last session. */
+static void
+resume_chain(struct httpd *srv, int v)
+{
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	SSL_SESSION *sess = NULL, *prev = NULL;
+	int n_ok = 0, n_reused = 0, n_new_ticket = 0;
+	bool reused = false;
+	SSL *c;
+
+	SSL_CTX_set_min_proto_version(cctx, v);
+	SSL_CTX_set_max_proto_version(cctx, v);
+	SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT); /* as wrk */
+	c = SSL_new(cctx);
+	ok(connect_again(srv, c, &sess, &reused) && !reused && sess != NULL,
+	   "v%x chain: the first connection is a full handshake", v);
+	for (int i = 0; i < 10; i++) {
+		SSL_SESSION_free(prev);
+		prev = sess;
+		SSL_SESSION_up_ref(prev);
+		reused = false;
+		n_ok += connect_again(srv, c, &sess, &reused);
+		n_reused += reused;
+		n_new_ticket += !same_ticket(prev, sess);
+	}
+	is_int(n_ok, 10, "v%x chain: 10 more connections, each offering the last session", v);
+	is_int(n_reused, 10, "v%x chain: every one of them resumed", v);
+	if (v == TLS1_3_VERSION)
+		is_int(n_new_ticket, 10, "v%x chain: a new ticket after every resumption", v);
+	else
+		is_int(n_new_ticket, 0, "v%x chain: the ticket, under the current key, is kept", v);
+	SSL_SESSION_free(prev);
+	SSL_SESSION_free(sess);
+	SSL_free(c);
+	SSL_CTX_free(cctx);
+}
+
 int
 main(void)
 {
@@ -332,7 +416,17 @@ main(void)
 		   v);
 		result_free(&r2);
 		result_free(&r);
+		resume_chain(&srv, v);
 	}
+
+	/* TLS 1.2 under the previous key: renewed (issued under the current one). */
+	connect_to(&srv, "b.test", TLS1_2_VERSION, NULL, &r);
+	tls_ticket_rotate_now();
+	connect_to(&srv, "b.test", TLS1_2_VERSION, r.sess, &r2);
+	ok(r2.ok && r2.reused, "v1.2 after a key rotation: resumed");
+	ok(!same_ticket(r.sess, r2.sess), "and given a ticket under the current key");
+	result_free(&r2);
+	result_free(&r);
 
 	route_table_unref(t1);
 	route_table_unref(t2);
