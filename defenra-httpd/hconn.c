@@ -58,27 +58,40 @@ ms_tv(unsigned ms, struct timeval *tv)
 	tv->tv_usec = (ms % 1000) * 1000;
 }
 
-/* The client's read timeout (0: none); its write timeout is always HTTPD_SEND_TIMEOUT_MS. */
+/* The client's read timeout (0: none); its write timeout is always HTTPD_SEND_TIMEOUT_MS (set
+ * once, in hconn_accept(), for a plain connection). */
 static void
 client_timeouts(struct hconn *hc, unsigned read_ms)
 {
 	struct timeval r, w;
 
+	if (hc->hc_rd.sr_ev != NULL) {
+		sockread_timeout(&hc->hc_rd, read_ms);
+		return;
+	}
 	ms_tv(read_ms, &r);
 	ms_tv(hc->hc_srv->h_opts.o_send_timeout_ms, &w);
 	bufferevent_set_timeouts(hc->hc_bev, read_ms ? &r : NULL, &w);
 }
 
+/* Client reading on or off: our reader on a plain socket, libevent's on TLS and h2 streams. */
+static void
+client_reading(struct hconn *hc, bool on)
+{
+	if (hc->hc_rd.sr_ev != NULL)
+		sockread_set(&hc->hc_rd, on);
+	else if (on)
+		bufferevent_enable(hc->hc_bev, EV_READ);
+	else
+		bufferevent_disable(hc->hc_bev, EV_READ);
+}
+
 /* The backend's read timeout (0: none); a backend that stops reading what we send is cut after
- * HTTPD_UPSTREAM_READ_TIMEOUT_MS too. */
+ * HTTPD_UPSTREAM_READ_TIMEOUT_MS too (the write timeout upstream.c sets on connect). */
 static void
 up_timeouts(struct upconn *uc, unsigned read_ms)
 {
-	struct timeval r, w;
-
-	ms_tv(read_ms, &r);
-	ms_tv(uc->uc_srv->h_opts.o_up_read_ms, &w);
-	bufferevent_set_timeouts(uc->uc_bev, read_ms ? &r : NULL, &w);
+	sockread_timeout(&uc->uc_rd, read_ms);
 }
 
 static void
@@ -298,7 +311,7 @@ respond(struct hconn *hc, unsigned status, const char *ctype, const char *body, 
 		evbuffer_add(out, body, body_len);
 	hc->hc_resp_started = true;
 	hc->hc_resp_done = true;
-	bufferevent_disable(hc->hc_bev, EV_READ);
+	client_reading(hc, false);
 	set_state(hc, HC_ST_RESPOND);
 	/* Local answers are rare: let libevent write them and report the end (client_write),
 	 * so that a run of pipelined local answers does not recurse. */
@@ -361,7 +374,7 @@ exchange_done(struct hconn *hc)
 	client_timeouts(hc, 0);
 	h1_parser_resume(&hc->hc_req);
 	arm_timer(hc, hc->hc_srv->h_opts.o_idle_timeout_ms);
-	bufferevent_enable(hc->hc_bev, EV_READ);
+	client_reading(hc, true);
 	if (evbuffer_get_length(in) > 0)
 		parse_requests(hc);
 }
@@ -584,7 +597,7 @@ hconn_up_connected(struct hconn *hc)
 	if (!hc->hc_req_done) {
 		client_timeouts(hc, srv->h_opts.o_body_timeout_ms);
 		h1_parser_resume(&hc->hc_req);
-		bufferevent_enable(hc->hc_bev, EV_READ); /* for the body (no-op when already on) */
+		client_reading(hc, true); /* for the body (no-op when already on) */
 		pump_request(hc);
 		client_flush(hc); /* a 100 Continue */
 	} else {
@@ -689,34 +702,32 @@ start_tunnel(struct hconn *hc)
 	stats_request(hc);
 	client_timeouts(hc, 0); /* a tunnel may stay quiet; writes still time out */
 	up_timeouts(hc->hc_up, 0);
-	bufferevent_enable(hc->hc_bev, EV_READ);
+	client_reading(hc, true);
 	tunnel_pump(hc);
 }
 
 static void
 tunnel_pump(struct hconn *hc)
 {
-	struct bufferevent *up = hc->hc_up->uc_bev;
+	struct upconn *uc = hc->hc_up;
 	struct evbuffer *cin = bufferevent_get_input(hc->hc_bev);
 	struct evbuffer *cout = bufferevent_get_output(hc->hc_bev);
-	struct evbuffer *uin = bufferevent_get_input(up);
-	struct evbuffer *uout = bufferevent_get_output(up);
+	struct evbuffer *uin = bufferevent_get_input(uc->uc_bev);
+	struct evbuffer *uout = bufferevent_get_output(uc->uc_bev);
+	bool client_on = evbuffer_get_length(uout) < HC_OUT_HWM;
+	bool up_on = evbuffer_get_length(cout) < HC_OUT_HWM;
 
-	if (evbuffer_get_length(uout) < HC_OUT_HWM) {
+	if (client_on) {
 		hc->hc_bytes_in += evbuffer_get_length(cin);
 		evbuffer_add_buffer(uout, cin);
-		bufferevent_enable(hc->hc_bev, EV_READ);
-	} else {
-		bufferevent_disable(hc->hc_bev, EV_READ);
 	}
-	if (evbuffer_get_length(cout) < HC_OUT_HWM) {
+	client_reading(hc, client_on);
+	if (up_on) {
 		hc->hc_bytes_out += evbuffer_get_length(uin);
 		evbuffer_add_buffer(cout, uin);
-		bufferevent_enable(up, EV_READ);
-	} else {
-		bufferevent_disable(up, EV_READ);
 	}
-	(void)hconn_flush_out(up);
+	sockread_set(&uc->uc_rd, up_on);
+	(void)hconn_flush_out(uc->uc_bev);
 	(void)client_out(hc);
 }
 
@@ -824,7 +835,7 @@ pump_response_inner(struct hconn *hc)
 			hc->hc_up = NULL;
 			hc->hc_keepalive = false;
 			hc->hc_req_done = true;
-			bufferevent_disable(hc->hc_bev, EV_READ);
+			client_reading(hc, false);
 			exchange_done(hc);
 		}
 		return;
@@ -842,7 +853,7 @@ hconn_up_failed(struct hconn *hc, int what, int err)
 		hc->hc_up = NULL;
 		hc->hc_close_after = true;
 		set_state(hc, HC_ST_RESPOND);
-		bufferevent_disable(hc->hc_bev, EV_READ);
+		client_reading(hc, false);
 		if (evbuffer_get_length(bufferevent_get_output(hc->hc_bev)) == 0)
 			hconn_close(hc, "tunnel closed by backend");
 		else
@@ -866,7 +877,7 @@ hconn_up_failed(struct hconn *hc, int what, int err)
 			client_flush(hc);
 		} else if (hc->hc_up == uc) {
 			/* Held back by the client: finish when it drains (client_write). */
-			bufferevent_disable(uc->uc_bev, EV_READ);
+			sockread_set(&uc->uc_rd, false);
 			uc->uc_eof = true;
 		}
 		return;
@@ -897,7 +908,7 @@ hconn_up_failed(struct hconn *hc, int what, int err)
 	}
 	hc->hc_close_after = true;
 	set_state(hc, HC_ST_RESPOND);
-	bufferevent_disable(hc->hc_bev, EV_READ);
+	client_reading(hc, false);
 	if (evbuffer_get_length(bufferevent_get_output(hc->hc_bev)) == 0)
 		hconn_close(hc, "backend closed mid-response");
 	else
@@ -991,7 +1002,7 @@ client_write(struct bufferevent *bev, void *arg)
 			break;
 		}
 		if (hc->hc_up != NULL)
-			bufferevent_enable(hc->hc_up->uc_bev, EV_READ);
+			sockread_set(&hc->hc_up->uc_rd, true);
 		pump_response(hc);
 		break;
 	case HC_ST_TUNNEL:
@@ -1142,15 +1153,26 @@ hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t sal
 		goto fail;
 	fd = -1;
 	bufferevent_setcb(hc->hc_bev, client_read, client_write, client_event, hc);
-	bufferevent_setwatermark(hc->hc_bev, EV_READ, 0, HC_READ_HWM);
 	bufferevent_setwatermark(hc->hc_bev, EV_WRITE, HC_OUT_HWM / 2, 0);
+	if (tls) {
+		bufferevent_setwatermark(hc->hc_bev, EV_READ, 0, HC_READ_HWM);
+	} else {
+		struct timeval w;
+
+		if (sockread_init(&hc->hc_rd, hc->hc_bev, HC_READ_HWM, client_read, client_event,
+		                  hc) != DFR_OK)
+			goto fail;
+		ms_tv(srv->h_opts.o_send_timeout_ms, &w);
+		bufferevent_set_timeouts(hc->hc_bev, NULL, &w);
+	}
 	client_timeouts(hc, 0);
 	set_state(hc, HC_ST_IDLE);
 	arm_timer(hc, srv->h_opts.o_header_timeout_ms);
 	/* libevent enables EV_WRITE on a new bufferevent; we want it only while output waits
-	 * (hconn_flush_out, tls_flush_out). The TLS handshake writes whatever this says. */
-	bufferevent_disable(hc->hc_bev, EV_WRITE);
-	bufferevent_enable(hc->hc_bev, EV_READ);
+	 * (hconn_flush_out, tls_flush_out). The TLS handshake writes whatever this says. A plain
+	 * connection's reads are ours (sockread.c): its bufferevent never reads. */
+	bufferevent_disable(hc->hc_bev, tls ? EV_WRITE : EV_WRITE | EV_READ);
+	client_reading(hc, true);
 	TAILQ_INSERT_TAIL(&srv->h_conns, hc, hc_link);
 	srv->h_nconns++;
 	stats_conn(1);
@@ -1158,6 +1180,7 @@ hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t sal
 fail:
 	if (fd >= 0)
 		(void)close(fd);
+	sockread_fini(&hc->hc_rd);
 	if (hc->hc_bev != NULL)
 		bufferevent_free(hc->hc_bev);
 	if (hc->hc_timer != NULL)
@@ -1263,6 +1286,7 @@ hconn_close(struct hconn *hc, const char *why)
 			}
 		}
 	}
+	sockread_fini(&hc->hc_rd);
 	bufferevent_free(hc->hc_bev);
 	hc->hc_bev = NULL;
 	event_del(hc->hc_timer);

@@ -274,6 +274,29 @@ struct httpd {
 	unsigned h_h2_nspare;
 };
 
+/* ---- sockread.c: our own reads of a plain socket bufferevent (no FIONREAD per read) -------- */
+struct bufferevent;
+struct evbuffer_cb_entry;
+struct sockread {
+	struct bufferevent *sr_bev; /* its EV_READ stays disabled: sr_ev reads instead */
+	struct event *sr_ev;        /* NULL: not in use (TLS, h2 stream: libevent reads) */
+	struct evbuffer_cb_entry *sr_cb;
+	void (*sr_readcb)(struct bufferevent *bev, void *arg);
+	void (*sr_eventcb)(struct bufferevent *bev, short what, void *arg);
+	void *sr_arg;
+	size_t sr_hwm;           /* reading pauses at this many bytes in the input */
+	unsigned sr_timeout_ms;  /* while reading is on; 0 none */
+	bool sr_on;              /* the owner wants reading */
+	bool sr_pending;         /* sr_ev is added */
+};
+/* For bev's socket (it must have one): callbacks as bufferevent_setcb's. Reading starts off. */
+int sockread_init(struct sockread *sr, struct bufferevent *bev, size_t hwm,
+                  void (*readcb)(struct bufferevent *, void *),
+                  void (*eventcb)(struct bufferevent *, short, void *), void *arg);
+void sockread_fini(struct sockread *sr); /* before the bufferevent is freed; idempotent */
+void sockread_set(struct sockread *sr, bool on);
+void sockread_timeout(struct sockread *sr, unsigned ms);
+
 enum hconn_state {
 	HC_ST_IDLE = 0,  /* keep-alive: waiting for the first byte of a request */
 	HC_ST_READ_HEAD, /* reading a request head */
@@ -288,6 +311,7 @@ struct hconn {
 	struct httpd *hc_srv;
 	enum hconn_state hc_state;
 	struct bufferevent *hc_bev;
+	struct sockread hc_rd; /* plain connections: reads (else hc_bev's own) */
 	struct sockaddr_storage hc_peer;
 	char hc_peer_ip[INET6_ADDRSTRLEN];
 	uint16_t hc_peer_port;
@@ -337,6 +361,7 @@ struct upconn {
 	struct httpd *uc_srv;
 	enum upconn_state uc_state;
 	struct bufferevent *uc_bev;
+	struct sockread uc_rd; /* its reads, from the connect on */
 	struct sockaddr_storage uc_addr;
 	socklen_t uc_addrlen;
 	struct hconn *uc_hc;

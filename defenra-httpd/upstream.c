@@ -7,6 +7,7 @@
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -50,6 +51,7 @@ uc_free(struct upconn *uc)
 		pool->up_nidle--;
 		pool->up_counts[addr_hash((struct sockaddr *)&uc->uc_addr) % pool->up_nbuckets]--;
 	}
+	sockread_fini(&uc->uc_rd);
 	if (uc->uc_bev != NULL)
 		bufferevent_free(uc->uc_bev);
 	free(uc);
@@ -147,13 +149,22 @@ up_event(struct bufferevent *bev, short what, void *arg)
 	struct upconn *uc = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
+		struct timeval w;
 		int one = 1;
 
 		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one,
 		                 sizeof(one));
 		uc->uc_state = UC_ST_BUSY;
-		bufferevent_set_timeouts(bev, NULL, NULL); /* hconn.c sets the exchange's */
-		bufferevent_disable(bev, EV_WRITE);        /* writes go through hconn_flush_out */
+		/* Reads are ours from now on (sockread.c); hconn.c sets the exchange's read
+		 * timeout. A backend that stops taking what we send is cut after the same time. */
+		if (sockread_init(&uc->uc_rd, bev, UP_READ_HWM, up_read, up_event, uc) != DFR_OK) {
+			hconn_up_failed(uc->uc_hc, BEV_EVENT_ERROR, ENOMEM);
+			return;
+		}
+		ms_tv(uc->uc_srv->h_opts.o_up_read_ms, &w);
+		bufferevent_set_timeouts(bev, NULL, &w);
+		bufferevent_disable(bev, EV_WRITE); /* writes go through hconn_flush_out */
+		sockread_set(&uc->uc_rd, true);
 		hconn_up_connected(uc->uc_hc);
 		return;
 	}
@@ -186,8 +197,7 @@ upstream_get(struct httpd *srv, struct hconn *hc, const struct sockaddr *addr, s
 			uc->uc_hc = hc;
 			uc->uc_reused = true;
 			uc->uc_resp_bytes = 0;
-			bufferevent_set_timeouts(uc->uc_bev, NULL, NULL);
-			bufferevent_enable(uc->uc_bev, EV_READ);
+			sockread_timeout(&uc->uc_rd, 0); /* reading stayed on in the pool */
 			stats_upstream_event("reuse");
 			return uc;
 		}
@@ -205,11 +215,10 @@ upstream_get(struct httpd *srv, struct hconn *hc, const struct sockaddr *addr, s
 		return NULL;
 	}
 	bufferevent_setcb(uc->uc_bev, up_read, up_write, up_event, uc);
-	bufferevent_setwatermark(uc->uc_bev, EV_READ, 0, UP_READ_HWM);
 	bufferevent_setwatermark(uc->uc_bev, EV_WRITE, 64 * 1024, 0);
 	ms_tv(srv->h_opts.o_up_connect_ms, &tv);
-	bufferevent_set_timeouts(uc->uc_bev, NULL, &tv);
-	bufferevent_enable(uc->uc_bev, EV_READ | EV_WRITE);
+	bufferevent_set_timeouts(uc->uc_bev, NULL, &tv); /* the connect's */
+	bufferevent_enable(uc->uc_bev, EV_WRITE);
 	if (bufferevent_socket_connect(uc->uc_bev, (struct sockaddr *)&uc->uc_addr, (int)addrlen) !=
 	    0) {
 		/* Refused at once (no route, no socket): the caller answers 502. */
@@ -226,7 +235,6 @@ upstream_release(struct upconn *uc, bool reusable)
 	struct httpd *srv = uc->uc_srv;
 	struct upstream_pool *pool = &srv->h_pool;
 	struct upconn_list *bucket;
-	struct timeval tv;
 	size_t b;
 
 	uc->uc_hc = NULL;
@@ -248,7 +256,7 @@ upstream_release(struct upconn *uc, bool reusable)
 	LIST_INSERT_HEAD(bucket, uc, uc_link);
 	pool->up_nidle++;
 	pool->up_counts[b]++;
-	ms_tv(srv->h_opts.o_up_idle_ms, &tv);
-	bufferevent_set_timeouts(uc->uc_bev, &tv, NULL);
-	bufferevent_enable(uc->uc_bev, EV_READ);
+	/* Reading stays on: a backend's close (or stray bytes) ends the idle connection. */
+	sockread_timeout(&uc->uc_rd, srv->h_opts.o_up_idle_ms);
+	sockread_set(&uc->uc_rd, true);
 }
