@@ -12,6 +12,9 @@
 # Every daemon folder defenra-X/ builds as $(O)/libX.a (all its .c but main.c) plus main.o, so
 # tests and fuzz targets link the objects we ship.
 
+# `make` alone builds everything: the per-daemon rules below come before `all`.
+.DEFAULT_GOAL := all
+
 SANITIZE ?= 0
 FUZZ ?= 0
 WERROR ?= 0
