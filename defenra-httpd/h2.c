@@ -348,7 +348,7 @@ pair_write(struct bufferevent *bev, void *arg)
 	struct h2stream *st = arg;
 
 	if (st->st_conn->h2_hc->hc_bev != NULL)
-		bufferevent_enable(st->st_conn->h2_hc->hc_bev, EV_READ);
+		hconn_reading(st->st_conn->h2_hc, true);
 }
 
 /* ---- nghttp2 callbacks -------------------------------------------------------------------- */
@@ -514,7 +514,7 @@ on_data(nghttp2_session *sess, uint8_t flags, int32_t id, const uint8_t *data, s
 	if (st->st_chunked)
 		evbuffer_add(out, "\r\n", 2);
 	if (evbuffer_get_length(out) > H2_BODY_HWM)
-		bufferevent_disable(h->h2_hc->hc_bev, EV_READ); /* pair_write() resumes */
+		hconn_reading(h->h2_hc, false); /* pair_write() resumes */
 	return 0;
 }
 

@@ -74,9 +74,10 @@ client_timeouts(struct hconn *hc, unsigned read_ms)
 	bufferevent_set_timeouts(hc->hc_bev, read_ms ? &r : NULL, &w);
 }
 
-/* Client reading on or off: our reader on a plain socket, libevent's on TLS and h2 streams. */
-static void
-client_reading(struct hconn *hc, bool on)
+/* Client reading on or off: our reader on a socket (plain, or TLS once the handshake is done),
+ * libevent's during a handshake and on h2 streams. */
+void
+hconn_reading(struct hconn *hc, bool on)
 {
 	if (hc->hc_rd.sr_ev != NULL)
 		sockread_set(&hc->hc_rd, on);
@@ -131,7 +132,13 @@ feed(struct h1_parser *hp, struct evbuffer *in, size_t *consumed)
 	if (n > 16)
 		n = 16;
 	for (int i = 0; i < n; i++) {
-		size_t c = h1_parser_feed(hp, v[i].iov_base, v[i].iov_len);
+		size_t c;
+
+		/* An empty chain (space reserved for a read that found nothing) must not reach
+		 * the parser: a zero length means end of input to http-parser. */
+		if (v[i].iov_len == 0)
+			continue;
+		c = h1_parser_feed(hp, v[i].iov_base, v[i].iov_len);
 
 		total += c;
 		if (hp->hp_ev != H1_EV_NONE || c < v[i].iov_len)
@@ -311,7 +318,7 @@ respond(struct hconn *hc, unsigned status, const char *ctype, const char *body, 
 		evbuffer_add(out, body, body_len);
 	hc->hc_resp_started = true;
 	hc->hc_resp_done = true;
-	client_reading(hc, false);
+	hconn_reading(hc, false);
 	set_state(hc, HC_ST_RESPOND);
 	/* Local answers are rare: let libevent write them and report the end (client_write),
 	 * so that a run of pipelined local answers does not recurse. */
@@ -374,7 +381,7 @@ exchange_done(struct hconn *hc)
 	client_timeouts(hc, 0);
 	h1_parser_resume(&hc->hc_req);
 	arm_timer(hc, hc->hc_srv->h_opts.o_idle_timeout_ms);
-	client_reading(hc, true);
+	hconn_reading(hc, true);
 	if (evbuffer_get_length(in) > 0)
 		parse_requests(hc);
 }
@@ -597,7 +604,7 @@ hconn_up_connected(struct hconn *hc)
 	if (!hc->hc_req_done) {
 		client_timeouts(hc, srv->h_opts.o_body_timeout_ms);
 		h1_parser_resume(&hc->hc_req);
-		client_reading(hc, true); /* for the body (no-op when already on) */
+		hconn_reading(hc, true); /* for the body (no-op when already on) */
 		pump_request(hc);
 		client_flush(hc); /* a 100 Continue */
 	} else {
@@ -702,7 +709,7 @@ start_tunnel(struct hconn *hc)
 	stats_request(hc);
 	client_timeouts(hc, 0); /* a tunnel may stay quiet; writes still time out */
 	up_timeouts(hc->hc_up, 0);
-	client_reading(hc, true);
+	hconn_reading(hc, true);
 	tunnel_pump(hc);
 }
 
@@ -721,7 +728,7 @@ tunnel_pump(struct hconn *hc)
 		hc->hc_bytes_in += evbuffer_get_length(cin);
 		evbuffer_add_buffer(uout, cin);
 	}
-	client_reading(hc, client_on);
+	hconn_reading(hc, client_on);
 	if (up_on) {
 		hc->hc_bytes_out += evbuffer_get_length(uin);
 		evbuffer_add_buffer(cout, uin);
@@ -835,7 +842,7 @@ pump_response_inner(struct hconn *hc)
 			hc->hc_up = NULL;
 			hc->hc_keepalive = false;
 			hc->hc_req_done = true;
-			client_reading(hc, false);
+			hconn_reading(hc, false);
 			exchange_done(hc);
 		}
 		return;
@@ -853,7 +860,7 @@ hconn_up_failed(struct hconn *hc, int what, int err)
 		hc->hc_up = NULL;
 		hc->hc_close_after = true;
 		set_state(hc, HC_ST_RESPOND);
-		client_reading(hc, false);
+		hconn_reading(hc, false);
 		if (evbuffer_get_length(bufferevent_get_output(hc->hc_bev)) == 0)
 			hconn_close(hc, "tunnel closed by backend");
 		else
@@ -908,7 +915,7 @@ hconn_up_failed(struct hconn *hc, int what, int err)
 	}
 	hc->hc_close_after = true;
 	set_state(hc, HC_ST_RESPOND);
-	client_reading(hc, false);
+	hconn_reading(hc, false);
 	if (evbuffer_get_length(bufferevent_get_output(hc->hc_bev)) == 0)
 		hconn_close(hc, "backend closed mid-response");
 	else
@@ -1013,6 +1020,27 @@ client_write(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* The handshake is done: from now on our reader takes the connection's bytes (sockread.c),
+ * in the state libevent's reading was in, and the bufferevent only writes. */
+static int
+tls_read_ourselves(struct hconn *hc, struct bufferevent *bev, SSL *ssl)
+{
+	bool on = (bufferevent_get_enabled(bev) & EV_READ) != 0;
+	struct timeval w;
+
+	if (sockread_init(&hc->hc_rd, bev, HC_READ_HWM, client_read, client_event, hc) != DFR_OK)
+		return DFR_ENOMEM;
+	if (sockread_use_tls(&hc->hc_rd, ssl) != DFR_OK) {
+		sockread_fini(&hc->hc_rd);
+		return DFR_ENOMEM;
+	}
+	bufferevent_disable(bev, EV_READ);
+	ms_tv(hc->hc_srv->h_opts.o_send_timeout_ms, &w);
+	bufferevent_set_timeouts(bev, NULL, &w);
+	hconn_reading(hc, on);
+	return DFR_OK;
+}
+
 static void
 client_event(struct bufferevent *bev, short what, void *arg)
 {
@@ -1025,6 +1053,10 @@ client_event(struct bufferevent *bev, short what, void *arg)
 		SSL *ssl = bufferevent_openssl_get_ssl(bev);
 
 		tls_handshake_done(hc, ssl);
+		if (tls_read_ourselves(hc, bev, ssl) != DFR_OK) {
+			hconn_close(hc, "out of memory");
+			return;
+		}
 		SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
 		if (alpn_len == 2 && memcmp(alpn, "h2", 2) == 0 && h2_start(hc) != DFR_OK)
 			hconn_close(hc, "cannot start http/2");
@@ -1172,7 +1204,7 @@ hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t sal
 	 * (hconn_flush_out, tls_flush_out). The TLS handshake writes whatever this says. A plain
 	 * connection's reads are ours (sockread.c): its bufferevent never reads. */
 	bufferevent_disable(hc->hc_bev, tls ? EV_WRITE : EV_WRITE | EV_READ);
-	client_reading(hc, true);
+	hconn_reading(hc, true);
 	TAILQ_INSERT_TAIL(&srv->h_conns, hc, hc_link);
 	srv->h_nconns++;
 	stats_conn(1);

@@ -288,12 +288,17 @@ struct sockread {
 	unsigned sr_timeout_ms;  /* while reading is on; 0 none */
 	bool sr_on;              /* the owner wants reading */
 	bool sr_pending;         /* sr_ev is added */
+	struct ssl_st *sr_ssl;   /* a TLS connection's, once its handshake is done; else NULL */
+	struct event *sr_wev;    /* TLS: reading waits for the socket to take a write */
 };
 /* For bev's socket (it must have one): callbacks as bufferevent_setcb's. Reading starts off. */
 int sockread_init(struct sockread *sr, struct bufferevent *bev, size_t hwm,
                   void (*readcb)(struct bufferevent *, void *),
                   void (*eventcb)(struct bufferevent *, short, void *), void *arg);
+/* From then on reads go through ssl (SSL_read, read-ahead on): bev's own reading stays off. */
+int sockread_use_tls(struct sockread *sr, struct ssl_st *ssl);
 void sockread_fini(struct sockread *sr); /* before the bufferevent is freed; idempotent */
+/* Both do nothing before sockread_init() (a backend still connecting). */
 void sockread_set(struct sockread *sr, bool on);
 void sockread_timeout(struct sockread *sr, unsigned ms);
 
@@ -417,6 +422,7 @@ struct hconn *hconn_stream_new(struct hconn *parent, struct bufferevent *bev,
                                struct h2stream *st);
 /* Every path that ends a client connection comes here. */
 void hconn_close(struct hconn *hc, const char *why);
+void hconn_reading(struct hconn *hc, bool on); /* the client's reads on or off */
 /* Upstream events for the connection's current exchange (upstream.c calls these). */
 void hconn_up_connected(struct hconn *hc);
 void hconn_up_readable(struct hconn *hc);

@@ -13,9 +13,16 @@
  *   - EOF and errors turn reading off, then BEV_EVENT_READING | BEV_EVENT_EOF or _ERROR;
  *   - at sr_hwm bytes waiting in the input, reading pauses, and resumes by itself once the
  *     consumer drains the input below it (an evbuffer callback), like a read high watermark.
- * TLS connections (bufferevent_openssl) and HTTP/2 stream pairs keep libevent's reading.
+ * A TLS connection (bufferevent_openssl) switches to it once its handshake is done
+ * (sockread_use_tls): SSL_read() in a loop until the socket has nothing more, with OpenSSL's
+ * read-ahead on, so a burst of records (an HTTP/2 client's requests) costs one read(2), not
+ * two per record (libevent 2.1 reads one record per readiness and cannot use read-ahead: what
+ * OpenSSL buffers past a record would wait for the next readiness). HTTP/2 stream pairs keep
+ * libevent's reading.
  */
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -55,6 +62,95 @@ sr_stop(struct sockread *sr, short what)
 	sr->sr_eventcb(sr->sr_bev, (short)(BEV_EVENT_READING | what), sr->sr_arg);
 }
 
+/* OpenSSL holds bytes that no readiness of the socket will announce: come back by ourselves. */
+static void
+sr_kick(struct sockread *sr)
+{
+	if (sr->sr_ssl != NULL && sr->sr_on && SSL_has_pending(sr->sr_ssl))
+		event_active(sr->sr_ev, EV_READ, 1);
+}
+
+/* What SSL_read() said when it gave no bytes: 0 to wait for the socket, else the BEV_EVENT_ to
+ * stop with. */
+static short
+sr_tls_stop_reason(struct sockread *sr, int rc)
+{
+	switch (SSL_get_error(sr->sr_ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		/* A reply OpenSSL owes (a KeyUpdate) waits for room: reading resumes when the
+		 * socket is writable, not in a busy loop meanwhile. */
+		sr_del(sr);
+		event_add(sr->sr_wev, NULL);
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		return BEV_EVENT_EOF; /* close_notify */
+	case SSL_ERROR_SSL:
+		/* OpenSSL 3 names a close without close_notify so; HTTP has its own framing, and
+		 * libevent's reads took it as an end too (allow_dirty_shutdown) */
+		return ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING
+		               ? BEV_EVENT_EOF
+		               : BEV_EVENT_ERROR;
+	case SSL_ERROR_SYSCALL:
+		/* the peer closed without close_notify: an end as good as any (as before) */
+		return ERR_peek_error() == 0 && (rc == 0 || errno == 0 || errno == ECONNRESET)
+		               ? BEV_EVENT_EOF
+		               : BEV_EVENT_ERROR;
+	default:
+		return BEV_EVENT_ERROR;
+	}
+}
+
+/* SSL_read() until OpenSSL wants the socket, the input is full or the connection ends. */
+static void
+sr_tls_readable(struct sockread *sr)
+{
+	struct evbuffer *in = bufferevent_get_input(sr->sr_bev);
+	size_t got = 0;
+	short stop = 0;
+
+	for (;;) {
+		size_t len = evbuffer_get_length(in);
+		struct evbuffer_iovec v;
+		int n;
+
+		if (len >= sr->sr_hwm) {
+			sr_del(sr); /* full: sr_drained() resumes */
+			break;
+		}
+		if (evbuffer_reserve_space(in, (ev_ssize_t)(sr->sr_hwm - len < SR_READ_MAX
+		                                                    ? sr->sr_hwm - len
+		                                                    : SR_READ_MAX),
+		                           &v, 1) != 1) {
+			stop = BEV_EVENT_ERROR;
+			break;
+		}
+		ERR_clear_error();
+		n = SSL_read(sr->sr_ssl, v.iov_base, (int)v.iov_len);
+		if (n <= 0) {
+			stop = sr_tls_stop_reason(sr, n);
+			ERR_clear_error();
+			break;
+		}
+		v.iov_len = (size_t)n;
+		evbuffer_commit_space(in, &v, 1);
+		got += (size_t)n;
+	}
+	if (stop != 0 && got > 0) {
+		/* the bytes first; the end is found again on the next turn (the owner may close
+		 * the connection in its callback, which frees this event with it) */
+		event_active(sr->sr_ev, EV_READ, 1);
+		stop = 0;
+	}
+	if (stop != 0) {
+		sr_stop(sr, stop);
+		return;
+	}
+	if (got > 0)
+		sr->sr_readcb(sr->sr_bev, sr->sr_arg);
+}
+
 static void
 sr_readable(evutil_socket_t fd, short what, void *arg)
 {
@@ -67,6 +163,12 @@ sr_readable(evutil_socket_t fd, short what, void *arg)
 
 	if (what & EV_TIMEOUT) {
 		sr_stop(sr, BEV_EVENT_TIMEOUT);
+		return;
+	}
+	if (!sr->sr_on)
+		return; /* a kick (event_active) that came after reading went off */
+	if (sr->sr_ssl != NULL) {
+		sr_tls_readable(sr);
 		return;
 	}
 	if (len >= sr->sr_hwm) {
@@ -109,8 +211,24 @@ sr_drained(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
 	struct sockread *sr = arg;
 
 	if (info->n_deleted > 0 && sr->sr_on && !sr->sr_pending &&
-	    evbuffer_get_length(in) < sr->sr_hwm)
+	    evbuffer_get_length(in) < sr->sr_hwm) {
 		sr_add(sr);
+		sr_kick(sr);
+	}
+}
+
+/* The socket took what OpenSSL had to write: reading goes on. */
+static void
+sr_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct sockread *sr = arg;
+
+	(void)fd;
+	(void)what;
+	if (sr->sr_on && !sr->sr_pending) {
+		sr_add(sr);
+		event_active(sr->sr_ev, EV_READ, 1);
+	}
 }
 
 int
@@ -125,6 +243,8 @@ sockread_init(struct sockread *sr, struct bufferevent *bev, size_t hwm,
 	sr->sr_arg = arg;
 	sr->sr_on = sr->sr_pending = false;
 	sr->sr_timeout_ms = 0;
+	sr->sr_ssl = NULL;
+	sr->sr_wev = NULL;
 	sr->sr_ev = event_new(bufferevent_get_base(bev), bufferevent_getfd(bev),
 	                      EV_READ | EV_PERSIST, sr_readable, sr);
 	if (sr->sr_ev == NULL)
@@ -141,6 +261,18 @@ sockread_init(struct sockread *sr, struct bufferevent *bev, size_t hwm,
 	return DFR_OK;
 }
 
+int
+sockread_use_tls(struct sockread *sr, SSL *ssl)
+{
+	sr->sr_wev = event_new(bufferevent_get_base(sr->sr_bev), bufferevent_getfd(sr->sr_bev),
+	                       EV_WRITE, sr_writable, sr);
+	if (sr->sr_wev == NULL)
+		return DFR_ENOMEM;
+	sr->sr_ssl = ssl;
+	SSL_set_read_ahead(ssl, 1);
+	return DFR_OK;
+}
+
 void
 sockread_fini(struct sockread *sr)
 {
@@ -148,6 +280,10 @@ sockread_fini(struct sockread *sr)
 		return;
 	event_free(sr->sr_ev);
 	sr->sr_ev = NULL;
+	if (sr->sr_wev != NULL)
+		event_free(sr->sr_wev);
+	sr->sr_wev = NULL;
+	sr->sr_ssl = NULL;
 	evbuffer_remove_cb_entry(bufferevent_get_input(sr->sr_bev), sr->sr_cb);
 	sr->sr_cb = NULL;
 	sr->sr_on = sr->sr_pending = false;
@@ -156,18 +292,24 @@ sockread_fini(struct sockread *sr)
 void
 sockread_set(struct sockread *sr, bool on)
 {
+	if (sr->sr_ev == NULL)
+		return; /* no socket yet (a backend still connecting): its init decides */
 	if (on == sr->sr_on)
 		return;
 	sr->sr_on = on;
-	if (!on)
+	if (!on) {
 		sr_del(sr);
-	else if (evbuffer_get_length(bufferevent_get_input(sr->sr_bev)) < sr->sr_hwm)
+	} else if (evbuffer_get_length(bufferevent_get_input(sr->sr_bev)) < sr->sr_hwm) {
 		sr_add(sr);
+		sr_kick(sr);
+	}
 }
 
 void
 sockread_timeout(struct sockread *sr, unsigned ms)
 {
+	if (sr->sr_ev == NULL)
+		return;
 	if (ms == sr->sr_timeout_ms)
 		return;
 	sr->sr_timeout_ms = ms;

@@ -265,7 +265,7 @@ def start_proxy(s, cfg_text, backend_port, **env):
     syncd = s.start("syncd", DEFENRA_CONFIG=path, POLLING_INTERVAL=1)
     port = free_port()
     extra = {"HTTP_LISTEN": "127.0.0.1:%d" % port, "HTTPD_UPSTREAM_PORT": backend_port,
-             "LOG_LEVEL": "info"}
+             "LOG_LEVEL": os.environ.get("DFR_LOG_LEVEL", "info")}
     extra.update(env)
     httpd = s.start("httpd", **extra)
     return syncd, httpd, port, path

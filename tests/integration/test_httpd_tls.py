@@ -260,10 +260,19 @@ with Suite() as s:
     pipe += b"GET /echo?n=last HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
     out = tls_raw(hport, "a.test", c, pipe)
     t.eq(out.count(b"HTTP/1.1 200"), 11, "11 pipelined requests over TLS answered")
-    body = os.urandom(300000)
-    out = tls_raw(hport, "a.test", c, b"POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: "
-                  b"%d\r\nConnection: close\r\n\r\n" % len(body) + body)
-    t.ok(hashlib.sha256(body).hexdigest().encode() in out, "a 300 kB body goes up whole over TLS")
+    # Head and body in one write: the reads past the input's limit (read-ahead) leave an empty
+    # reserved chain behind, which once reached the parser as an end of input (400).
+    whole = 0
+    for _ in range(5):
+        body = os.urandom(300000)
+        try:
+            out = tls_raw(hport, "a.test", c, b"POST /echo HTTP/1.1\r\nHost: a.test\r\n"
+                          b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) +
+                          body)
+        except OSError:  # ssl.SSLError too: httpd answered early and closed
+            out = b""
+        whole += hashlib.sha256(body).hexdigest().encode() in out
+    t.eq(whole, 5, "a 300 kB body goes up whole over TLS, five times")
     out = tls_raw(hport, "a.test", c, b"GET /chunked?n=100000 HTTP/1.1\r\nHost: a.test\r\n"
                   b"Connection: close\r\n\r\n")
     t.ok(out.startswith(b"HTTP/1.1 200") and out.count(b"c") >= 100000,
