@@ -4,7 +4,8 @@
  * The connection (an hconn whose handshake chose h2) carries one nghttp2 server session fed
  * from its TLS bufferevent; nothing of HTTP/2 is parsed here but by nghttp2. Each stream is an
  * exchange of its own: an hconn (hconn_stream_new) whose client side is one end of a
- * bufferevent pair. h2.c writes the stream's request into the other end as an HTTP/1.1 request
+ * bufferevent pair (the stream object keeps the pair, its parser and buffers for the next stream
+ * of the worker). h2.c writes the stream's request into the other end as an HTTP/1.1 request
  * (pseudo-headers to request line and Host, the body as it comes, chunked when no length was
  * given) and reads the HTTP/1.1 response the exchange writes back, parsed by h1.c, into HEADERS
  * and DATA frames. So every stream gets exactly what an HTTP/1.1 request gets: routing, the
@@ -48,7 +49,8 @@ struct h2stream {
 	struct h2conn *st_conn;
 	int32_t st_id;
 	struct hconn *st_hc;        /* the exchange; NULL once it closed */
-	struct bufferevent *st_bev; /* our end of the pair */
+	struct bufferevent *st_bev;  /* our end of the pair */
+	struct bufferevent *st_xbev; /* the exchange's end; both kept with a spare stream */
 	struct evbuffer *st_hdrs;   /* request header lines being gathered */
 	struct evbuffer *st_body;   /* response body for DATA frames */
 	struct h1_parser st_resp;
@@ -74,6 +76,30 @@ idle_arm(struct h2conn *h)
 	event_add(h->h2_hc->hc_timer, &tv);
 }
 
+/* One end of a stream's pair made ready for the next stream: nothing in it, nobody called.
+ * A deferred callback still pending reaches the next owner with nothing to read, which every
+ * callback of both sides takes as nothing to do. */
+static void
+pair_reset(struct bufferevent *bev)
+{
+	struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
+
+	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	evbuffer_drain(out, evbuffer_get_length(out));
+}
+
+static void
+pair_free(struct h2stream *st)
+{
+	if (st->st_bev != NULL)
+		bufferevent_free(st->st_bev);
+	if (st->st_xbev != NULL)
+		bufferevent_free(st->st_xbev);
+	st->st_bev = st->st_xbev = NULL;
+}
+
 static void
 stream_free(struct h2stream *st)
 {
@@ -86,10 +112,7 @@ stream_free(struct h2stream *st)
 			idle_arm(st->st_conn);
 	}
 	if (st->st_hc != NULL)
-		hconn_close(st->st_hc, "h2 stream ended"); /* detaches */
-	if (st->st_bev != NULL)
-		bufferevent_free(st->st_bev);
-	st->st_bev = NULL;
+		hconn_close(st->st_hc, "h2 stream ended"); /* detaches, leaves st_xbev to us */
 	free(st->st_method);
 	free(st->st_path);
 	free(st->st_authority);
@@ -97,16 +120,19 @@ stream_free(struct h2stream *st)
 	if (st->st_hdrs != NULL && st->st_body != NULL && st->st_resp.hp_msg.m_buf != NULL) {
 		struct httpd *srv = st->st_conn->h2_hc->hc_srv;
 
-		if (srv->h_h2_nspare < 256) {
-			/* Kept for the next stream: its parser and buffers. */
+		if (srv->h_h2_nspare < 256 && st->st_bev != NULL) {
+			/* Kept for the next stream: its parser, buffers and pair. */
 			evbuffer_drain(st->st_hdrs, evbuffer_get_length(st->st_hdrs));
 			evbuffer_drain(st->st_body, evbuffer_get_length(st->st_body));
+			pair_reset(st->st_bev);
+			pair_reset(st->st_xbev);
 			st->st_next = srv->h_h2_spare;
 			srv->h_h2_spare = st;
 			srv->h_h2_nspare++;
 			return;
 		}
 	}
+	pair_free(st);
 	if (st->st_hdrs != NULL)
 		evbuffer_free(st->st_hdrs);
 	if (st->st_body != NULL)
@@ -122,6 +148,7 @@ h2_spare_free(struct httpd *srv)
 
 	while ((st = srv->h_h2_spare) != NULL) {
 		srv->h_h2_spare = st->st_next;
+		pair_free(st);
 		evbuffer_free(st->st_hdrs);
 		evbuffer_free(st->st_body);
 		h1_parser_fini(&st->st_resp);
@@ -139,6 +166,7 @@ stream_new(struct httpd *srv)
 	if (st != NULL) {
 		struct h1_parser resp = st->st_resp;
 		struct evbuffer *hdrs = st->st_hdrs, *body = st->st_body;
+		struct bufferevent *bev = st->st_bev, *xbev = st->st_xbev;
 
 		srv->h_h2_spare = st->st_next;
 		srv->h_h2_nspare--;
@@ -148,6 +176,8 @@ stream_new(struct httpd *srv)
 		h1_parser_reset(&st->st_resp);
 		st->st_hdrs = hdrs;
 		st->st_body = body;
+		st->st_bev = bev;
+		st->st_xbev = xbev;
 		return st;
 	}
 	if ((st = calloc(1, sizeof(*st))) == NULL)
@@ -229,15 +259,22 @@ static int
 submit_head(struct h2stream *st)
 {
 	const struct h1_msg *m = &st->st_resp.hp_msg;
-	nghttp2_nv *nva = calloc(m->m_nhdrs + 1, sizeof(*nva));
-	char *names = malloc(m->m_len + 1), status[4];
+	/* a usual head fits on the stack; nghttp2 copies what we submit */
+	nghttp2_nv nva_stack[64], *nva = nva_stack;
+	char names_stack[2048], *names = names_stack, status[4];
 	nghttp2_data_provider prd;
 	size_t n = 0, off = 0;
 	int rc;
 
+	if (m->m_nhdrs + 1 > sizeof(nva_stack) / sizeof(nva_stack[0]))
+		nva = calloc(m->m_nhdrs + 1, sizeof(*nva));
+	if (m->m_len + 1 > sizeof(names_stack))
+		names = malloc(m->m_len + 1);
 	if (nva == NULL || names == NULL) {
-		free(nva);
-		free(names);
+		if (nva != nva_stack)
+			free(nva);
+		if (names != names_stack)
+			free(names);
 		return -1;
 	}
 	snprintf(status, sizeof(status), "%03u", m->m_status % 1000);
@@ -259,8 +296,10 @@ submit_head(struct h2stream *st)
 	prd.source.ptr = st;
 	prd.read_callback = body_read;
 	rc = nghttp2_submit_response(st->st_conn->h2_sess, st->st_id, nva, n, &prd);
-	free(nva);
-	free(names);
+	if (nva != nva_stack)
+		free(nva);
+	if (names != names_stack)
+		free(names);
 	st->st_resp_submitted = rc == 0;
 	return rc;
 }
@@ -366,19 +405,22 @@ on_begin_headers(nghttp2_session *sess, const nghttp2_frame *f, void *arg)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	st->st_conn = h;
 	st->st_id = f->hd.stream_id;
-	if (bufferevent_pair_new(h->h2_hc->hc_srv->h_base, BEV_OPT_DEFER_CALLBACKS, pair) != 0) {
-		st->st_closing = true;
-		stream_free(st);
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	if (st->st_bev == NULL) {
+		if (bufferevent_pair_new(h->h2_hc->hc_srv->h_base, BEV_OPT_DEFER_CALLBACKS, pair) !=
+		    0) {
+			st->st_closing = true;
+			stream_free(st);
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		}
+		st->st_bev = pair[1];
+		st->st_xbev = pair[0];
 	}
 	st->st_resp.hp_body_fn = resp_body;
 	st->st_resp.hp_body_arg = st;
-	st->st_bev = pair[1];
-	bufferevent_setcb(pair[1], pair_read, pair_write, pair_event, st);
-	bufferevent_setwatermark(pair[1], EV_WRITE, H2_BODY_HWM / 2, 0);
-	bufferevent_enable(pair[1], EV_READ | EV_WRITE);
-	if ((st->st_hc = hconn_stream_new(h->h2_hc, pair[0], st)) == NULL) {
-		bufferevent_free(pair[0]);
+	bufferevent_setcb(st->st_bev, pair_read, pair_write, pair_event, st);
+	bufferevent_setwatermark(st->st_bev, EV_WRITE, H2_BODY_HWM / 2, 0);
+	bufferevent_enable(st->st_bev, EV_READ | EV_WRITE);
+	if ((st->st_hc = hconn_stream_new(h->h2_hc, st->st_xbev, st)) == NULL) {
 		st->st_closing = true;
 		stream_free(st);
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -469,15 +511,44 @@ send_head(struct h2conn *h, struct h2stream *st, bool end_stream)
 	}
 	st->st_head_req = strcmp(st->st_method, "HEAD") == 0;
 	st->st_resp.hp_skip_body = st->st_head_req;
-	evbuffer_add_printf(out, "%s %s HTTP/1.1\r\n", st->st_method, st->st_path);
-	if (st->st_authority != NULL)
-		evbuffer_add_printf(out, "Host: %s\r\n", st->st_authority);
-	evbuffer_add_buffer(out, st->st_hdrs);
-	if (!end_stream && !st->st_has_length) {
-		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-		st->st_chunked = true;
+	/* the head in one piece (one evbuffer chain, no printf) */
+	{
+		size_t lm = strlen(st->st_method), lp = strlen(st->st_path);
+		size_t la = st->st_authority != NULL ? strlen(st->st_authority) : 0;
+		size_t need = lm + lp + la + 20 + evbuffer_get_length(st->st_hdrs) + 32;
+		struct evbuffer_iovec v;
+		char *p;
+
+		if (evbuffer_reserve_space(out, (ev_ssize_t)need, &v, 1) != 1) {
+			nghttp2_submit_rst_stream(h->h2_sess, NGHTTP2_FLAG_NONE, st->st_id,
+			                          NGHTTP2_INTERNAL_ERROR);
+			return;
+		}
+		p = v.iov_base;
+		memcpy(p, st->st_method, lm);
+		p += lm;
+		*p++ = ' ';
+		memcpy(p, st->st_path, lp);
+		p += lp;
+		memcpy(p, " HTTP/1.1\r\n", 11);
+		p += 11;
+		if (st->st_authority != NULL) {
+			memcpy(p, "Host: ", 6);
+			memcpy(p + 6, st->st_authority, la);
+			memcpy(p + 6 + la, "\r\n", 2);
+			p += 8 + la;
+		}
+		p += evbuffer_remove(st->st_hdrs, p, evbuffer_get_length(st->st_hdrs));
+		if (!end_stream && !st->st_has_length) {
+			memcpy(p, "Transfer-Encoding: chunked\r\n", 28);
+			p += 28;
+			st->st_chunked = true;
+		}
+		memcpy(p, "\r\n", 2);
+		p += 2;
+		v.iov_len = (size_t)(p - (char *)v.iov_base);
+		evbuffer_commit_space(out, &v, 1);
 	}
-	evbuffer_add(out, "\r\n", 2);
 	st->st_head_sent = true;
 }
 

@@ -1319,7 +1319,13 @@ hconn_close(struct hconn *hc, const char *why)
 		}
 	}
 	sockread_fini(&hc->hc_rd);
-	bufferevent_free(hc->hc_bev);
+	if (stream) {
+		/* the pair end stays with the h2 stream object, for its next stream */
+		bufferevent_disable(hc->hc_bev, EV_READ | EV_WRITE);
+		bufferevent_setcb(hc->hc_bev, NULL, NULL, NULL, NULL);
+	} else {
+		bufferevent_free(hc->hc_bev);
+	}
 	hc->hc_bev = NULL;
 	event_del(hc->hc_timer);
 	set_state(hc, HC_ST_CLOSED);
