@@ -1,7 +1,12 @@
 /*
  * Backend connections: connect with a timeout, and a pool of idle keep-alive connections per
  * backend address (HTTPD_UPSTREAM_KEEPALIVE each, most recently used first, closed after
- * HTTPD_UPSTREAM_IDLE_TIMEOUT_MS or when the backend closes them). The protocol on a busy
+ * HTTPD_UPSTREAM_IDLE_TIMEOUT_MS or when the backend closes them). Above that many, up to
+ * UP_SURPLUS times as many more stay for UP_SURPLUS_IDLE_MS only: under a load that needs more
+ * connections at once than the limit (an HTTP/2 client's bursts of streams), a connection freed
+ * now is wanted again within milliseconds, and closing it meant a new connect (and a TCP
+ * handshake on both sides) for one request in six (h2load -c64 -m10); once the load is gone the
+ * pool is back at the limit within that second, as the origin expects. The protocol on a busy
  * connection is hconn.c's: this file only hands the events over. What to do when a reused
  * connection turns out closed (one retry on a fresh one) is hconn.c's decision too.
  */
@@ -17,8 +22,10 @@
 #include "httpd.h"
 #include "log.h"
 
-#define UP_BUCKETS  256
-#define UP_READ_HWM (64 * 1024)
+#define UP_BUCKETS         256
+#define UP_READ_HWM        (64 * 1024)
+#define UP_SURPLUS         4    /* idle connections above the limit: up to 4 x the limit more */
+#define UP_SURPLUS_IDLE_MS 1000 /* ... each kept this long */
 
 int
 upstream_pool_init(struct upstream_pool *pool)
@@ -235,6 +242,7 @@ upstream_release(struct upconn *uc, bool reusable)
 	struct httpd *srv = uc->uc_srv;
 	struct upstream_pool *pool = &srv->h_pool;
 	struct upconn_list *bucket;
+	unsigned idle_ms;
 	size_t b;
 
 	uc->uc_hc = NULL;
@@ -247,16 +255,19 @@ upstream_release(struct upconn *uc, bool reusable)
 	/* The limit counts the idle connections of a hash bucket: per backend, unless two
 	 * backends share a bucket (then they share the limit); no list walk on the hot path. */
 	b = addr_hash((struct sockaddr *)&uc->uc_addr) % pool->up_nbuckets;
-	if (pool->up_counts[b] >= srv->h_opts.o_up_keepalive) {
+	if (pool->up_counts[b] >= (UP_SURPLUS + 1) * srv->h_opts.o_up_keepalive) {
 		uc_free(uc);
 		return;
 	}
+	idle_ms = srv->h_opts.o_up_idle_ms;
+	if (pool->up_counts[b] >= srv->h_opts.o_up_keepalive && idle_ms > UP_SURPLUS_IDLE_MS)
+		idle_ms = UP_SURPLUS_IDLE_MS;
 	bucket = &pool->up_buckets[b];
 	uc->uc_state = UC_ST_IDLE;
 	LIST_INSERT_HEAD(bucket, uc, uc_link);
 	pool->up_nidle++;
 	pool->up_counts[b]++;
 	/* Reading stays on: a backend's close (or stray bytes) ends the idle connection. */
-	sockread_timeout(&uc->uc_rd, srv->h_opts.o_up_idle_ms);
+	sockread_timeout(&uc->uc_rd, idle_ms);
 	sockread_set(&uc->uc_rd, true);
 }
