@@ -78,7 +78,9 @@ idle_arm(struct h2conn *h)
 
 /* One end of a stream's pair made ready for the next stream: nothing in it, nobody called.
  * A deferred callback still pending reaches the next owner with nothing to read, which every
- * callback of both sides takes as nothing to do. */
+ * callback of both sides takes as nothing to do. A pair keeps the start of its output frozen
+ * between its own transfers (so a drain there fails): what the last exchange left unsent would
+ * go to the next stream's reader. */
 static void
 pair_reset(struct bufferevent *bev)
 {
@@ -87,7 +89,9 @@ pair_reset(struct bufferevent *bev)
 	bufferevent_disable(bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	evbuffer_drain(in, evbuffer_get_length(in));
+	evbuffer_unfreeze(out, 1);
 	evbuffer_drain(out, evbuffer_get_length(out));
+	evbuffer_freeze(out, 1);
 }
 
 static void
