@@ -484,7 +484,7 @@ void waf_cancel(struct waf *w, struct hconn *hc);
 const char *acme_match(const struct route_zone *z, const char *url, size_t url_len);
 
 /* ---- stats.c: metrics and the access log --------------------------------------------------- */
-void stats_init(void);
+void httpd_stats_init(void);
 void stats_request(struct hconn *hc);        /* one exchange ended (metrics + access log) */
 void stats_conn(int delta);                  /* open connections */
 void stats_bytes(uint64_t in, uint64_t out); /* client bytes each way */

@@ -34,7 +34,7 @@ static unsigned access_mode;
 static const char *const class_name[6] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
 
 void
-stats_init(void)
+httpd_stats_init(void)
 {
 	char labels[64];
 
