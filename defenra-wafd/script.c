@@ -232,7 +232,7 @@ run_protected(lua_State *L)
 	lua_setupvalue(L, -2, 1);
 	sandbox_arm(ws);
 	lua_call(L, 0, 0);
-	lua_sethook(L, NULL, 0, 0);
+	sandbox_disarm(ws);
 
 	lua_getfield(L, env, "_blocked");
 	if (!lua_toboolean(L, -1)) {
@@ -365,7 +365,7 @@ script_run(struct wstate *ws, struct wrun *run, struct dfr_waf_rep *rep)
 	lua_pushcfunction(L, run_protected);
 	lua_pushlightuserdata(L, ws);
 	rc = lua_pcall(L, 1, 2, 0);
-	lua_sethook(L, NULL, 0, 0);
+	sandbox_disarm(ws);
 
 	if (ws->ws_mem_hit) {
 		snprintf(run->wn_err, WAFD_ERRLEN, "memory cap of %zu bytes hit",

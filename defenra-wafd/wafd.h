@@ -31,6 +31,8 @@
 #define WAFD_SHDICT_DEFAULT_KB     8192u         /* WAFD_SHDICT_SIZE_KB: a dict's default bound */
 #define WAFD_SHDICT_MAX_PER_DOMAIN 16            /* dicts one domain may create */
 #define WAFD_HOOK_STEP             1000          /* instructions between two budget checks */
+#define WAFD_BUDGET_ASYNC_MIN      1000000u      /* budgets from here: hook armed after 1 ms */
+#define WAFD_WATCH_SIGNAL          4             /* SIGRTMIN + this: the watchdog's */
 #define WAFD_OUT_HDR_BYTES         (256u * 1024) /* bytes of response header names and values */
 #define WAFD_STOP_GRACE_MS         2000u         /* teardown after SIGTERM may take this long */
 #define WAFD_ERRLEN                256
@@ -127,8 +129,10 @@ struct wstate {
  * (base without dofile/loadfile/print/collectgarbage, load of text only, string, table, math,
  * utf8, coroutine, os.time/clock/date, and 5.1 shims). NULL on ENOMEM. */
 lua_State *sandbox_new(struct wstate *ws);
-/* Arms the instruction budget and the deadline for one run. */
+/* Arms the instruction budget and the deadline for one run (see the watchdog in sandbox.c). */
 void sandbox_arm(struct wstate *ws);
+/* The run is over: no hook, and the watchdog no longer looks at it. */
+void sandbox_disarm(struct wstate *ws);
 /* Makes every further instruction of this run raise `why` (ngx.exit, budget). */
 void sandbox_stop(struct wstate *ws, lua_State *L);
 /* Replaces the table at the top of the stack with a read-only proxy of it. */

@@ -163,6 +163,72 @@ test_limits(void)
 	t_fini(&t);
 }
 
+/* Budgets from WAFD_BUDGET_ASYNC_MIN: runs start without the count hook and the watchdog arms it
+ * after a millisecond; every endless loop must still end as a budget failure, coroutines
+ * included (they get the hook when created), and coroutine.wrap must keep its meaning. */
+static void
+test_watchdog(void)
+{
+	static const struct {
+		const char *code;
+		const char *what;
+	} loops[] = {
+		{"while true do end", "endless loop, budget armed by the watchdog"},
+		{"while true do pcall(function() while true do end end) end",
+		 "endless loop under pcall (watchdog)"},
+		{"local co = coroutine.create(function() while true do end end) coroutine.resume(co)",
+		 "endless loop in a coroutine from create (watchdog)"},
+		{"coroutine.wrap(function() while true do end end)()",
+		 "endless loop in a coroutine from wrap (watchdog)"},
+		{"local co = coroutine.wrap(function() while true do end end)\n"
+		 "while true do pcall(co) end",
+		 "endless loop resuming a wrapped coroutine under pcall (watchdog)"},
+		{"xpcall(function() while true do end end, function() while true do end end)",
+		 "endless loop in an error handler (watchdog)"},
+	};
+	struct tcase t;
+	char code[512];
+	uint64_t t0;
+
+	t_init(&t, 0);
+	t.lim.wl_budget = WAFD_BUDGET_ASYNC_MIN;
+	for (size_t i = 0; i < sizeof(loops) / sizeof(loops[0]); i++) {
+		snprintf(code, sizeof(code),
+		         "if ngx.var.uri ~= '/next' then %s end\n"
+		         "if ngx.var.uri == '/next' then ngx.exit(403) end",
+		         loops[i].code);
+		t0 = sandbox_now_ns();
+		expect_fail(&t, code, DFR_WAF_FAIL_BUDGET, loops[i].what);
+		ok(sandbox_now_ns() - t0 < t.lim.wl_timeout_ns, "%s: stopped before the deadline",
+		   loops[i].what);
+		ok(t.rep.wv_action == DFR_WAF_RESPOND && t.rep.wv_status == 403,
+		   "%s: the next request is judged normally", loops[i].what);
+	}
+	/* a short run is not cut, and wrap keeps yields, results and errors */
+	t_code(&t, "local f = coroutine.wrap(function(a) local b = coroutine.yield(a + 1)\n"
+	           "  return b * 2 end)\n"
+	           "local g = coroutine.wrap(function() error({code = 7}) end)\n"
+	           "local ok, e = pcall(g)\n"
+	           "local n = 0 for i = 1, 100000 do n = n + i end\n"
+	           "ngx.header['X-R'] = f(1) .. ',' .. f(5) .. ',' .. tostring(ok) .. ',' ..\n"
+	           "  e.code .. ',' .. n");
+	t_req(&t, "GET", "/", "192.0.2.1");
+	t_run(&t);
+	ok(t.rep.wv_action == DFR_WAF_PASS && t.rep.wv_nheaders == 1 &&
+	           t.rep.wv_headers[0].wh_value.ws_len == 23 &&
+	           memcmp(t.rep.wv_headers[0].wh_value.ws_ptr, "2,10,false,7,5000050000", 23) == 0,
+	   "coroutine.wrap: yields and results pass, an error object goes through as is");
+	t_fini(&t);
+
+	/* below WAFD_BUDGET_ASYNC_MIN the count is exact from the first instruction */
+	t_init(&t, 0);
+	t.lim.wl_budget = 5000;
+	expect_fail(&t, "if ngx.var.uri ~= '/next' then for i = 1, 100000 do end end\n"
+	                "if ngx.var.uri == '/next' then ngx.exit(403) end",
+	            DFR_WAF_FAIL_BUDGET, "a small budget counts a short run too");
+	t_fini(&t);
+}
+
 static void
 test_syntax_error(void)
 {
@@ -194,6 +260,7 @@ main(void)
 	plan_lazy();
 	test_escapes();
 	test_limits();
+	test_watchdog();
 	test_syntax_error();
 	shdict_registry_clear();
 	return done_testing();
