@@ -94,7 +94,7 @@ def result(p):
 with Suite() as s:
     path = s.write("config.json", config(GOOD_V1))
     syncd = s.start("syncd", DEFENRA_CONFIG=path, POLLING_INTERVAL=1)
-    wafd = s.start("wafd", WAFD_WORKERS=2, WAFD_LUA_MEMORY_MB=16, WAFD_LUA_BUDGET=200000,
+    wafd = s.start("wafd", WAFD_WORKERS=2, WAFD_LUA_MEMORY_MB=16, WAFD_LUA_BUDGET=2000000,
                   WAFD_LUA_TIMEOUT_MS=int(1000 * SLOW))
     url = "ipc://%s/waf.rep" % s.run_dir
     t.ok(syncd.wait_health(10), "syncd up", syncd.logs())
@@ -113,8 +113,11 @@ with Suite() as s:
 
     v = one(url, BROKEN, "broken.example")
     t.ok(v.get("action") == "error" and v.get("fail") == "script", "broken script: error script", v)
+    # A budget over a million: the watchdog thread arms the count in the worker after 1 ms.
     v = one(url, LOOP, "loop.example", target="/spin")
     t.ok(v.get("action") == "error" and v.get("fail") == "budget", "endless loop: error budget", v)
+    t.ok("instruction budget" in wafd.logs(), "ended by the instruction budget (not the "
+         "deadline): the watchdog armed it in the worker")
     v = one(url, BOMB, "bomb.example", target="/bomb")
     t.ok(v.get("action") == "error" and v.get("fail") == "memory", "memory bomb: error memory", v)
     v = one(url, LOOP, "loop.example", target="/fine")
