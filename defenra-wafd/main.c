@@ -267,14 +267,16 @@ run_daemon(void)
 	struct wafd_limits lim;
 	struct wafd_pool *pool = NULL;
 	struct wafd_bus *bus = NULL;
+	static const char *const sched_modes[] = {"batch", "normal", NULL};
 	char url[DFR_BUS_URL_MAX];
-	unsigned workers;
+	unsigned workers, sched = 0;
 	int rc;
 
 	if (dfr_daemon_init(&d, "wafd", "WAFD_ADMIN_LISTEN", "127.0.0.1:9104") != DFR_OK)
 		return 1;
 	rc = DFR_EINVAL;
-	if (dfr_env_workers("WAFD_WORKERS", &workers) != DFR_OK || read_limits(&lim) != DFR_OK)
+	if (dfr_env_workers("WAFD_WORKERS", &workers) != DFR_OK || read_limits(&lim) != DFR_OK ||
+	    dfr_env_choice("WAFD_SCHED", "batch", sched_modes, &sched) != DFR_OK)
 		goto out;
 	if ((rc = dfr_bus_run_dir_prepare(dfr_env_run_dir())) != DFR_OK ||
 	    (rc = dfr_bus_url(url, dfr_env_run_dir(), "waf.rep")) != DFR_OK)
@@ -282,13 +284,14 @@ run_daemon(void)
 	stats_init();
 	rc = DFR_EIO;
 	/* waf.rep is served without NNG (worker.c): the path part of ipc://PATH */
-	if ((pool = worker_pool_open(url + strlen("ipc://"), workers, &lim)) == NULL)
+	if ((pool = worker_pool_open(url + strlen("ipc://"), workers, &lim, sched == 0)) == NULL)
 		goto out;
 	if ((bus = wafd_bus_open(d.dd_base, pool, d.dd_admin)) == NULL)
 		goto out;
-	dfr_log_info("wafd, started: %u workers, memory cap %zu MiB per state, budget %llu "
+	dfr_log_info("wafd, started: %u workers (%s), memory cap %zu MiB per state, budget %llu "
 	             "instructions, time limit %llu ms",
-	             workers, lim.wl_mem_cap >> 20, (unsigned long long)lim.wl_budget,
+	             workers, sched_modes[sched], lim.wl_mem_cap >> 20,
+	             (unsigned long long)lim.wl_budget,
 	             (unsigned long long)(lim.wl_timeout_ns / 1000000u));
 	dfr_daemon_ready(&d);
 	rc = dfr_daemon_run(&d);

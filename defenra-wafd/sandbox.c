@@ -18,6 +18,7 @@
  * Not covered: one C call that runs long on its own (a pathological string pattern over a large
  * subject) is not interrupted; the deadline catches it at the next instruction.
  */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -122,30 +125,23 @@ stop:
  * A count hook costs on every VM instruction, not only when it fires: Lua calls its tracing on
  * each one while the hook is set. On the typical rule set that was 1.3 us of a 4.3 us verdict
  * (docs/performance-waf.md). So with a budget of WAFD_BUDGET_ASYNC_MIN or more a run starts
- * without a hook, and a watchdog thread that looks every WATCH_TICK_NS signals the thread of a
- * run older than WATCH_ARM_NS, whose handler sets the hook (lua_sethook may be called from a
- * signal handler: lua.c does it on SIGINT). From then on the run is counted and timed as
- * before; what ran in its first one to three milliseconds is not counted. Coroutines get the
- * hook when they are created (co_create), so an endless loop in one is counted from its first
- * instruction. A smaller budget, or a thread the watchdog cannot watch, arms the hook at once. */
+ * without a hook. Each thread that runs scripts has a timer on its own CPU time
+ * (CLOCK_THREAD_CPUTIME_ID) that signals it every WATCH_TICK_NS of CPU it uses: never while it
+ * waits, so an idle wafd is not woken and nothing else is scheduled in between. The handler
+ * sets the hook when the run in progress is older than WATCH_ARM_NS (lua_sethook may be called
+ * from a signal handler: lua.c does it on SIGINT). From then on the run is counted and timed as
+ * before; what ran in its first one to two milliseconds is not counted. Coroutines get the hook
+ * when they are created (co_create), so an endless loop in one is counted from its first
+ * instruction. A smaller budget, or a thread whose timer could not be made, arms the hook at
+ * once. The timer lives as long as its thread (wafd's workers: the process). */
 
-#define WATCH_TICK_NS 2000000 /* the watchdog looks every 2 ms */
-#define WATCH_ARM_NS  1000000 /* and arms runs older than 1 ms */
-#define WATCH_SLOTS   256     /* threads that run scripts (wafd workers, --check, tests) */
+#define WATCH_TICK_NS 1000000 /* a signal per millisecond of the thread's CPU */
+#define WATCH_ARM_NS  1000000 /* arms runs older than 1 ms */
 
-struct watch_slot {
-	pthread_t ws_tid;
-	atomic_bool ws_ready;
-	atomic_uint_fast64_t ws_start_ns; /* of the run in progress; 0: none */
-	atomic_uint ws_seq;               /* runs started on this thread */
-	unsigned ws_signalled;            /* the watchdog's own: the last run it signalled */
-};
-
-static struct watch_slot watch_slots[WATCH_SLOTS];
-static atomic_uint watch_nslots;
 static pthread_once_t watch_once = PTHREAD_ONCE_INIT;
-static bool watch_running;
-static __thread struct watch_slot *tl_slot;
+static bool watch_handler_set;
+static __thread int tl_timer; /* 0 none yet, 1 ticking, -1 could not be made */
+static __thread volatile uint64_t tl_start_ns;
 static __thread struct wstate *volatile tl_unhooked; /* the run going on here without a hook */
 
 static void
@@ -154,110 +150,78 @@ watch_signalled(int sig)
 	struct wstate *ws = tl_unhooked;
 
 	(void)sig;
-	if (ws != NULL && !ws->ws_stopping) /* stopping: the hook fires on every instruction */
+	/* stopping: the hook already fires on every instruction */
+	if (ws != NULL && !ws->ws_stopping && sandbox_now_ns() - tl_start_ns >= WATCH_ARM_NS) {
+		tl_unhooked = NULL;
 		lua_sethook(ws->ws_L, budget_hook, LUA_MASKCOUNT, WAFD_HOOK_STEP);
-}
-
-static void *
-watch_main(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		struct timespec tick = {0, WATCH_TICK_NS};
-		uint64_t now;
-		unsigned n;
-
-		nanosleep(&tick, NULL);
-		now = sandbox_now_ns();
-		n = atomic_load(&watch_nslots);
-		for (unsigned i = 0; i < n && i < WATCH_SLOTS; i++) {
-			struct watch_slot *s = &watch_slots[i];
-			uint64_t start;
-			unsigned seq;
-
-			if (!atomic_load_explicit(&s->ws_ready, memory_order_acquire))
-				continue;
-			start = atomic_load_explicit(&s->ws_start_ns, memory_order_acquire);
-			seq = atomic_load_explicit(&s->ws_seq, memory_order_relaxed);
-			if (start != 0 && now > start && now - start >= WATCH_ARM_NS &&
-			    s->ws_signalled != seq) {
-				s->ws_signalled = seq;
-				pthread_kill(s->ws_tid, SIGRTMIN + WAFD_WATCH_SIGNAL);
-			}
-		}
 	}
-	return NULL;
 }
 
 static void
-watch_start(void)
+watch_handler(void)
 {
 	struct sigaction sa;
-	pthread_attr_t attr;
-	pthread_t tid;
-	sigset_t all, old;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = watch_signalled;
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGRTMIN + WAFD_WATCH_SIGNAL, &sa, NULL) != 0 ||
-	    pthread_attr_init(&attr) != 0)
-		return;
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	/* the watchdog takes no signal of the process's */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	watch_running = pthread_create(&tid, &attr, watch_main, NULL) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	if (!watch_running)
-		dfr_log_warn("waf, no watchdog thread: every run counts its instructions from the "
-		             "first (slower)");
+	watch_handler_set = sigaction(SIGRTMIN + WAFD_WATCH_SIGNAL, &sa, NULL) == 0;
 }
 
-/* This thread's slot, or NULL when there is no watchdog or no slot left. */
-static struct watch_slot *
-watch_slot(void)
+/* This thread's CPU-time timer, made on its first run: true when it ticks. */
+static bool
+watch_timer(void)
 {
-	unsigned i;
+	struct sigevent sev;
+	struct itimerspec its = {{0, WATCH_TICK_NS}, {0, WATCH_TICK_NS}};
+	timer_t timer;
 
-	if (tl_slot != NULL)
-		return tl_slot;
-	pthread_once(&watch_once, watch_start);
-	if (!watch_running || (i = atomic_fetch_add(&watch_nslots, 1)) >= WATCH_SLOTS)
-		return NULL;
-	watch_slots[i].ws_tid = pthread_self();
-	atomic_store_explicit(&watch_slots[i].ws_ready, true, memory_order_release);
-	return tl_slot = &watch_slots[i];
+	if (tl_timer != 0)
+		return tl_timer > 0;
+	pthread_once(&watch_once, watch_handler);
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_THREAD_ID;
+	sev.sigev_signo = SIGRTMIN + WAFD_WATCH_SIGNAL;
+	sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+	tl_timer = -1;
+	if (!watch_handler_set || timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &timer) != 0)
+		goto failed;
+	if (timer_settime(timer, 0, &its, NULL) != 0) {
+		timer_delete(timer);
+		goto failed;
+	}
+	tl_timer = 1;
+	return true;
+failed:
+	dfr_log_warn("waf, no CPU-time timer for this thread (%s): its runs count every "
+	             "instruction (slower)",
+	             strerror(errno));
+	return false;
 }
 
 void
 sandbox_arm(struct wstate *ws)
 {
 	uint64_t now = sandbox_now_ns();
-	struct watch_slot *slot;
 
 	ws->ws_used = 0;
 	ws->ws_budget_hit = false;
 	ws->ws_stopping = false;
 	ws->ws_mem_hit = false;
 	ws->ws_deadline_ns = now + ws->ws_lim->wl_timeout_ns;
-	if (ws->ws_lim->wl_budget < WAFD_BUDGET_ASYNC_MIN || (slot = watch_slot()) == NULL) {
+	if (ws->ws_lim->wl_budget < WAFD_BUDGET_ASYNC_MIN || !watch_timer()) {
 		lua_sethook(ws->ws_L, budget_hook, LUA_MASKCOUNT, WAFD_HOOK_STEP);
 		return;
 	}
-	tl_unhooked = ws;
+	tl_start_ns = now;
 	atomic_signal_fence(memory_order_seq_cst);
-	atomic_fetch_add_explicit(&slot->ws_seq, 1, memory_order_relaxed);
-	atomic_store_explicit(&slot->ws_start_ns, now, memory_order_release);
+	tl_unhooked = ws;
 }
 
 void
 sandbox_disarm(struct wstate *ws)
 {
-	if (tl_slot != NULL)
-		atomic_store_explicit(&tl_slot->ws_start_ns, 0, memory_order_relaxed);
 	tl_unhooked = NULL;
 	/* a signal handled before this line set a hook that goes now; after it, none is set */
 	atomic_signal_fence(memory_order_seq_cst);

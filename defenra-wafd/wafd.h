@@ -32,7 +32,7 @@
 #define WAFD_SHDICT_MAX_PER_DOMAIN 16            /* dicts one domain may create */
 #define WAFD_HOOK_STEP             1000          /* instructions between two budget checks */
 #define WAFD_BUDGET_ASYNC_MIN      1000000u      /* budgets from here: hook armed after 1 ms */
-#define WAFD_WATCH_SIGNAL          4             /* SIGRTMIN + this: the watchdog's */
+#define WAFD_WATCH_SIGNAL          4             /* SIGRTMIN + this: the CPU-time timer's */
 #define WAFD_OUT_HDR_BYTES         (256u * 1024) /* bytes of response header names and values */
 #define WAFD_STOP_GRACE_MS         2000u         /* teardown after SIGTERM may take this long */
 #define WAFD_ERRLEN                256
@@ -300,10 +300,11 @@ int judge_message(struct judge *jg, const uint8_t *msg, size_t len, struct wbuf 
 
 /* ---- worker.c ------------------------------------------------------------------------------- */
 struct wafd_pool;
-/* Listens on the Unix socket `path` (ipc://path for NNG peers) with nworkers threads; NULL after
- * logging why (also when a live wafd already answers there). */
+/* Listens on the Unix socket `path` (ipc://path for NNG peers) with nworkers threads (under
+ * SCHED_BATCH when `batch`: WAFD_SCHED); NULL after logging why (also when a live wafd already
+ * answers there). */
 struct wafd_pool *worker_pool_open(const char *path, unsigned nworkers,
-                                   const struct wafd_limits *lim);
+                                   const struct wafd_limits *lim, bool batch);
 /* Publishes a new generation to every worker (takes a reference). Main thread. */
 void worker_pool_publish(struct wafd_pool *p, struct wgen *g);
 void worker_pool_close(struct wafd_pool *p); /* NULL is fine */

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,8 @@ struct wafd_pool {
 	unsigned p_nworkers;
 	struct wworker *p_workers;
 	const struct wafd_limits *p_lim;
-	bool p_stop; /* atomic */
+	bool p_batch; /* workers under SCHED_BATCH */
+	bool p_stop;  /* atomic */
 	/* the generation in force */
 	pthread_mutex_t p_gen_lock;
 	struct wgen *p_gen;
@@ -377,6 +379,16 @@ worker_main(void *arg)
 	struct wafd_pool *p = w->w_pool;
 	struct epoll_event evs[WORKER_EVENTS];
 
+	/* SCHED_BATCH: a worker woken by httpd's batch of requests does not preempt httpd at once
+	 * but runs when httpd waits, with a bigger batch; on a core shared with httpd that is half
+	 * the context switches per judged request (docs/waf.md). Linux: per thread. */
+	if (p->p_batch) {
+		struct sched_param sp = {0};
+
+		if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0 && w->w_id == 0)
+			dfr_log_warn("waf, worker %u: SCHED_BATCH refused (%s)", w->w_id,
+			             strerror(errno));
+	}
 	while (!__atomic_load_n(&p->p_stop, __ATOMIC_ACQUIRE)) {
 		int n = epoll_wait(w->w_epfd, evs, WORKER_EVENTS, -1);
 
@@ -534,7 +546,7 @@ worker_pool_publish(struct wafd_pool *p, struct wgen *g)
 }
 
 struct wafd_pool *
-worker_pool_open(const char *path, unsigned nworkers, const struct wafd_limits *lim)
+worker_pool_open(const char *path, unsigned nworkers, const struct wafd_limits *lim, bool batch)
 {
 	struct wafd_pool *p = calloc(1, sizeof(*p));
 
@@ -543,6 +555,7 @@ worker_pool_open(const char *path, unsigned nworkers, const struct wafd_limits *
 	pthread_mutex_init(&p->p_gen_lock, NULL);
 	p->p_lfd = p->p_stop_efd = -1;
 	p->p_lim = lim;
+	p->p_batch = batch;
 	p->p_nworkers = nworkers;
 	if ((p->p_workers = calloc(nworkers, sizeof(*p->p_workers))) == NULL) {
 		dfr_log_err("waf, worker pool not created (out of memory)");

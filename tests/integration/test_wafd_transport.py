@@ -117,6 +117,19 @@ with Suite() as s:
     t.ok(wafd.wait_health(10, generation=1), "wafd up with the config", wafd.logs())
     t.eq(oct(stat.S_IMODE(os.stat(sock).st_mode)), "0o660", "waf.rep is mode 0660")
 
+    def policies(proc):
+        """Scheduling policy of each thread of proc: {tid: policy}."""
+        out = {}
+        for tid in os.listdir("/proc/%d/task" % proc.pid):
+            try:
+                out[int(tid)] = os.sched_getscheduler(int(tid))
+            except OSError:
+                pass
+        return out
+    pol = policies(wafd.proc)
+    t.ok(sum(1 for v in pol.values() if v == os.SCHED_BATCH) == 2,
+         "WAFD_SCHED=batch (default): the 2 workers run under SCHED_BATCH", pol)
+
     c = SpClient(sock)
     t.eq(c.hello, b"\0SP\0\x00\x31\0\0", "wafd's hello is REP0's")
     kind, rid, v = c.ask(0x80000001, "/x")
@@ -304,9 +317,13 @@ with Suite() as s:
     # killed: the socket file stays; a new wafd replaces it
     wafd.kill()
     t.ok(os.path.exists(sock), "a killed wafd leaves its socket file")
+    wafd.env["WAFD_SCHED"] = "normal"
     wafd.start()
     t.ok(wafd.wait_health(10, generation=1), "a new wafd starts over the stale socket file",
          wafd.logs()[-800:])
+    pol = policies(wafd.proc)
+    t.ok(pol and all(v == os.SCHED_OTHER for v in pol.values()),
+         "WAFD_SCHED=normal: no thread under SCHED_BATCH", pol)
     t.ok(wait_until(lambda: one_nng(url, "/admin").get("status") == 403, 5 * SLOW),
          "and serves verdicts")
     t0 = time.time()

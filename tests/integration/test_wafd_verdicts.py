@@ -113,7 +113,7 @@ with Suite() as s:
 
     v = one(url, BROKEN, "broken.example")
     t.ok(v.get("action") == "error" and v.get("fail") == "script", "broken script: error script", v)
-    # A budget over a million: the watchdog thread arms the count in the worker after 1 ms.
+    # A budget over a million: the worker's CPU-time timer arms the count after 1 ms.
     v = one(url, LOOP, "loop.example", target="/spin")
     t.ok(v.get("action") == "error" and v.get("fail") == "budget", "endless loop: error budget", v)
     t.ok("instruction budget" in wafd.logs(), "ended by the instruction budget (not the "
