@@ -1026,17 +1026,14 @@ static int
 tls_read_ourselves(struct hconn *hc, struct bufferevent *bev, SSL *ssl)
 {
 	bool on = (bufferevent_get_enabled(bev) & EV_READ) != 0;
-	struct timeval w;
 
-	if (sockread_init(&hc->hc_rd, bev, HC_READ_HWM, client_read, client_event, hc) != DFR_OK)
+	if (sockread_init(&hc->hc_rd, bev, HC_READ_HWM, hc->hc_srv->h_opts.o_send_timeout_ms,
+	                  client_read, client_event, hc) != DFR_OK)
 		return DFR_ENOMEM;
 	if (sockread_use_tls(&hc->hc_rd, ssl) != DFR_OK) {
 		sockread_fini(&hc->hc_rd);
 		return DFR_ENOMEM;
 	}
-	bufferevent_disable(bev, EV_READ);
-	ms_tv(hc->hc_srv->h_opts.o_send_timeout_ms, &w);
-	bufferevent_set_timeouts(bev, NULL, &w);
 	hconn_reading(hc, on);
 	return DFR_OK;
 }
@@ -1186,24 +1183,18 @@ hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t sal
 	fd = -1;
 	bufferevent_setcb(hc->hc_bev, client_read, client_write, client_event, hc);
 	bufferevent_setwatermark(hc->hc_bev, EV_WRITE, HC_OUT_HWM / 2, 0);
-	if (tls) {
+	if (tls)
 		bufferevent_setwatermark(hc->hc_bev, EV_READ, 0, HC_READ_HWM);
-	} else {
-		struct timeval w;
-
-		if (sockread_init(&hc->hc_rd, hc->hc_bev, HC_READ_HWM, client_read, client_event,
-		                  hc) != DFR_OK)
-			goto fail;
-		ms_tv(srv->h_opts.o_send_timeout_ms, &w);
-		bufferevent_set_timeouts(hc->hc_bev, NULL, &w);
-	}
+	else if (sockread_init(&hc->hc_rd, hc->hc_bev, HC_READ_HWM, srv->h_opts.o_send_timeout_ms,
+	                       client_read, client_event, hc) != DFR_OK)
+		goto fail;
 	client_timeouts(hc, 0);
 	set_state(hc, HC_ST_IDLE);
 	arm_timer(hc, srv->h_opts.o_header_timeout_ms);
 	/* libevent enables EV_WRITE on a new bufferevent; we want it only while output waits
 	 * (hconn_flush_out, tls_flush_out). The TLS handshake writes whatever this says. A plain
 	 * connection's reads are ours (sockread.c): its bufferevent never reads. */
-	bufferevent_disable(hc->hc_bev, tls ? EV_WRITE : EV_WRITE | EV_READ);
+	bufferevent_disable(hc->hc_bev, EV_WRITE);
 	hconn_reading(hc, true);
 	TAILQ_INSERT_TAIL(&srv->h_conns, hc, hc_link);
 	srv->h_nconns++;

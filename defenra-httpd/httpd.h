@@ -291,8 +291,10 @@ struct sockread {
 	struct ssl_st *sr_ssl;   /* a TLS connection's, once its handshake is done; else NULL */
 	struct event *sr_wev;    /* TLS: reading waits for the socket to take a write */
 };
-/* For bev's socket (it must have one): callbacks as bufferevent_setcb's. Reading starts off. */
-int sockread_init(struct sockread *sr, struct bufferevent *bev, size_t hwm,
+/* Takes over the reading of bev's socket (it must have one): bev's EV_READ goes off for good
+ * and its timeouts become write_ms for writes only. Callbacks as bufferevent_setcb's; reading
+ * starts off. */
+int sockread_init(struct sockread *sr, struct bufferevent *bev, size_t hwm, unsigned write_ms,
                   void (*readcb)(struct bufferevent *, void *),
                   void (*eventcb)(struct bufferevent *, short, void *), void *arg);
 /* From then on reads go through ssl (SSL_read, read-ahead on): bev's own reading stays off. */

@@ -62,6 +62,20 @@ sr_stop(struct sockread *sr, short what)
 	sr->sr_eventcb(sr->sr_bev, (short)(BEV_EVENT_READING | what), sr->sr_arg);
 }
 
+/* How much one read may take: up to SR_READ_MAX and the high watermark; 0 (reading paused until
+ * sr_drained() resumes it) when the input is full. */
+static size_t
+sr_room(struct sockread *sr, struct evbuffer *in)
+{
+	size_t len = evbuffer_get_length(in);
+
+	if (len >= sr->sr_hwm) {
+		sr_del(sr);
+		return 0;
+	}
+	return sr->sr_hwm - len < SR_READ_MAX ? sr->sr_hwm - len : SR_READ_MAX;
+}
+
 /* OpenSSL holds bytes that no readiness of the socket will announce: come back by ourselves. */
 static void
 sr_kick(struct sockread *sr)
@@ -111,18 +125,13 @@ sr_tls_readable(struct sockread *sr)
 	short stop = 0;
 
 	for (;;) {
-		size_t len = evbuffer_get_length(in);
+		size_t want = sr_room(sr, in);
 		struct evbuffer_iovec v;
 		int n;
 
-		if (len >= sr->sr_hwm) {
-			sr_del(sr); /* full: sr_drained() resumes */
+		if (want == 0)
 			break;
-		}
-		if (evbuffer_reserve_space(in, (ev_ssize_t)(sr->sr_hwm - len < SR_READ_MAX
-		                                                    ? sr->sr_hwm - len
-		                                                    : SR_READ_MAX),
-		                           &v, 1) != 1) {
+		if (evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) != 1) {
 			stop = BEV_EVENT_ERROR;
 			break;
 		}
@@ -157,7 +166,7 @@ sr_readable(evutil_socket_t fd, short what, void *arg)
 	struct sockread *sr = arg;
 	struct evbuffer *in = bufferevent_get_input(sr->sr_bev);
 	struct evbuffer_iovec v[2];
-	size_t len = evbuffer_get_length(in), want;
+	size_t want;
 	ssize_t n;
 	int nv;
 
@@ -171,11 +180,8 @@ sr_readable(evutil_socket_t fd, short what, void *arg)
 		sr_tls_readable(sr);
 		return;
 	}
-	if (len >= sr->sr_hwm) {
-		sr_del(sr); /* full: sr_drained() resumes */
+	if ((want = sr_room(sr, in)) == 0)
 		return;
-	}
-	want = sr->sr_hwm - len < SR_READ_MAX ? sr->sr_hwm - len : SR_READ_MAX;
 	if ((nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2)) <= 0) {
 		sr_stop(sr, BEV_EVENT_ERROR);
 		return;
@@ -232,10 +238,12 @@ sr_writable(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-sockread_init(struct sockread *sr, struct bufferevent *bev, size_t hwm,
+sockread_init(struct sockread *sr, struct bufferevent *bev, size_t hwm, unsigned write_ms,
               void (*readcb)(struct bufferevent *, void *),
               void (*eventcb)(struct bufferevent *, short, void *), void *arg)
 {
+	struct timeval w = {write_ms / 1000, (write_ms % 1000) * 1000};
+
 	sr->sr_bev = bev;
 	sr->sr_hwm = hwm;
 	sr->sr_readcb = readcb;
@@ -258,6 +266,9 @@ sockread_init(struct sockread *sr, struct bufferevent *bev, size_t hwm,
 		sr->sr_ev = NULL;
 		return DFR_ENOMEM;
 	}
+	/* The bufferevent no longer reads; it keeps writing, with its write timeout. */
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_set_timeouts(bev, NULL, &w);
 	return DFR_OK;
 }
 

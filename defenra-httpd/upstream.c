@@ -10,9 +10,9 @@
  * connection is hconn.c's: this file only hands the events over. What to do when a reused
  * connection turns out closed (one retry on a fresh one) is hconn.c's decision too.
  */
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <errno.h>
 #include <event2/event.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -156,7 +156,6 @@ up_event(struct bufferevent *bev, short what, void *arg)
 	struct upconn *uc = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
-		struct timeval w;
 		int one = 1;
 
 		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one,
@@ -164,12 +163,11 @@ up_event(struct bufferevent *bev, short what, void *arg)
 		uc->uc_state = UC_ST_BUSY;
 		/* Reads are ours from now on (sockread.c); hconn.c sets the exchange's read
 		 * timeout. A backend that stops taking what we send is cut after the same time. */
-		if (sockread_init(&uc->uc_rd, bev, UP_READ_HWM, up_read, up_event, uc) != DFR_OK) {
+		if (sockread_init(&uc->uc_rd, bev, UP_READ_HWM, uc->uc_srv->h_opts.o_up_read_ms,
+		                  up_read, up_event, uc) != DFR_OK) {
 			hconn_up_failed(uc->uc_hc, BEV_EVENT_ERROR, ENOMEM);
 			return;
 		}
-		ms_tv(uc->uc_srv->h_opts.o_up_read_ms, &w);
-		bufferevent_set_timeouts(bev, NULL, &w);
 		bufferevent_disable(bev, EV_WRITE); /* writes go through hconn_flush_out */
 		sockread_set(&uc->uc_rd, true);
 		hconn_up_connected(uc->uc_hc);
