@@ -10,7 +10,8 @@ The backend (Backend) answers on 127.0.0.1:<port>:
   /status?code=C    an empty answer with that status
   ?delay_ms=D       (any path) sleeps D ms after each piece of body read (a slow backend)
   /ws               WebSocket handshake, then echoes every frame (text/binary) unmasked
-  /hdrs             answers with repeated headers Set-Cookie a, b and X-Multi 1, 2
+  /hdrs?n=N         answers with repeated headers Set-Cookie a, b and X-Multi 1, 2, then
+                    N more (X-Many-i: vi-xxx…, 40 x's each)
   /once             answers, then closes that connection when the next request arrives on it
 """
 import base64
@@ -146,8 +147,10 @@ class _Handler(socketserver.StreamRequestHandler):
             elif path.startswith("/status"):
                 self.send(int(q.get("code", "200")))
             elif path.startswith("/hdrs"):
+                extra = [("X-Many-%d" % i, "v%d-" % i + "x" * 40)
+                         for i in range(int(q.get("n", "0")))]
                 self.send(200, b"h\n", [("Set-Cookie", "a=1"), ("X-Multi", "1"),
-                                        ("Set-Cookie", "b=2"), ("X-Multi", "2")])
+                                        ("Set-Cookie", "b=2"), ("X-Multi", "2")] + extra)
             else:
                 doc = {"method": method, "target": target, "version": version,
                        "headers": headers, "body_len": n, "body_sha256": h.hexdigest(),

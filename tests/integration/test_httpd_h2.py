@@ -92,6 +92,12 @@ with Suite() as s:
     t.eq(out, "200 5000000", "a 5 MB download over one stream")
     rc, out, _ = sh("curl", "-sS", "--http2", "-I", *res, base + "/echo")
     t.ok(out.startswith("HTTP/2 200"), "HEAD over h2", out[:60])
+    # A response head over what h2.c builds on the stack (63 headers, 2 KiB of names).
+    rc, out, _ = sh("curl", "-sS", "--http2", "-D-", "-o", "/dev/null", *res, base + "/hdrs?n=80")
+    many = re.findall(r"(?m)^x-many-(\d+): v(\d+)-x{40}\r?$", out)
+    t.ok(out.startswith("HTTP/2 200") and len(many) == 80 and
+         all(a == b for a, b in many) and out.count("set-cookie:") == 2,
+         "a response head of 84 headers (4.7 kB) goes over h2 whole, lower-cased", out[:200])
     rc, out, _ = sh("curl", "-sS", "--http2", "-o", "/dev/null", "-w", "%{http_code}", *res,
                     "https://h2.test:%d/.well-known/nothing" % hport, "-H", "Host: unknown.invalid")
     t.eq(out, "404", "routed by :authority like HTTP/1 by Host (unknown host: 404)")
