@@ -148,6 +148,7 @@ static void
 watch_signalled(int sig)
 {
 	struct wstate *ws = tl_unhooked;
+	int saved = errno;
 
 	(void)sig;
 	/* stopping: the hook already fires on every instruction */
@@ -155,6 +156,7 @@ watch_signalled(int sig)
 		tl_unhooked = NULL;
 		lua_sethook(ws->ws_L, budget_hook, LUA_MASKCOUNT, WAFD_HOOK_STEP);
 	}
+	errno = saved;
 }
 
 static void
