@@ -271,6 +271,8 @@ conn_process(struct wconn *c)
 	return why;
 }
 
+static bool conn_writable(struct wconn *c);
+
 /* false when the connection was closed */
 static bool
 conn_readable(struct wconn *c)
@@ -304,11 +306,11 @@ conn_readable(struct wconn *c)
 		if ((size_t)n < room)
 			break; /* the socket is drained: no need for a read that says EAGAIN */
 	}
-	if (conn_flush(c) != DFR_OK) {
-		conn_close(c, NULL);
-		return false;
-	}
-	return true;
+	/* As after EPOLLOUT: when this flush takes the output below the mark, the frames kept in
+	 * a full input buffer go now. Left for later, nothing would take them: EPOLLOUT is off
+	 * once the output is empty, and with no room each EPOLLIN read nothing, level-triggered,
+	 * at 100% CPU while the client waited for its answers. */
+	return conn_writable(c);
 }
 
 /* false when the connection was closed */
