@@ -520,7 +520,7 @@ send_head(struct h2conn *h, struct h2stream *st, bool end_stream)
 		size_t lm = strlen(st->st_method), lp = strlen(st->st_path);
 		size_t la = st->st_authority != NULL ? strlen(st->st_authority) : 0;
 		/* "M P HTTP/1.1\r\n", "Host: A\r\n", the headers, the chunked line, "\r\n" */
-		size_t need = lm + 1 + lp + 11 + (la > 0 ? 8 + la : 0) +
+		size_t need = lm + 1 + lp + 11 + (st->st_authority != NULL ? 8 + la : 0) +
 		              evbuffer_get_length(st->st_hdrs) + 28 + 2;
 		struct evbuffer_iovec v;
 		char *p;
