@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <event2/buffer.h>
 
 #include "error.h"
 #include "httpd.h"
@@ -376,6 +377,42 @@ h1_parser_feed(struct h1_parser *hp, const char *data, size_t len)
 		hp->hp_err_status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
 	hp->hp_ev = H1_EV_ERROR;
 	return n;
+}
+
+/* One peek sees at most 16 chains (evbuffer_peek() of the whole buffer says no more than it was
+ * given room for), and an h2 stream's pair hands its body over in many small ones. */
+enum h1_ev
+h1_parser_feed_buffer(struct h1_parser *hp, struct evbuffer *in, size_t *consumed)
+{
+	struct evbuffer_iovec v[16];
+	size_t total = 0, round;
+
+	hp->hp_ev = H1_EV_NONE;
+	do {
+		bool stopped = false;
+		int n = evbuffer_peek(in, -1, NULL, v, 16);
+
+		round = 0;
+		for (int i = 0; i < n && !stopped; i++) {
+			size_t c;
+
+			/* An empty chain (space reserved for a read that found nothing) must not
+			 * reach the parser: a zero length means end of input to http-parser. */
+			if (v[i].iov_len == 0)
+				continue;
+			c = h1_parser_feed(hp, v[i].iov_base, v[i].iov_len);
+			round += c;
+			stopped = hp->hp_ev != H1_EV_NONE || c < v[i].iov_len;
+		}
+		if (round > 0)
+			evbuffer_drain(in, round);
+		total += round;
+		if (stopped)
+			break;
+	} while (round > 0 && evbuffer_get_length(in) > 0);
+	if (consumed != NULL)
+		*consumed = total;
+	return hp->hp_ev;
 }
 
 int

@@ -119,38 +119,6 @@ elapsed(const struct timespec *a)
 	return (double)(b.tv_sec - a->tv_sec) + (double)(b.tv_nsec - a->tv_nsec) / 1e9;
 }
 
-/* Feeds the parser from an evbuffer without copying; drains what it consumed. */
-static enum h1_ev
-feed(struct h1_parser *hp, struct evbuffer *in, size_t *consumed)
-{
-	struct evbuffer_iovec v[16];
-	size_t total = 0;
-	int n;
-
-	hp->hp_ev = H1_EV_NONE;
-	n = evbuffer_peek(in, -1, NULL, v, 16);
-	if (n > 16)
-		n = 16;
-	for (int i = 0; i < n; i++) {
-		size_t c;
-
-		/* An empty chain (space reserved for a read that found nothing) must not reach
-		 * the parser: a zero length means end of input to http-parser. */
-		if (v[i].iov_len == 0)
-			continue;
-		c = h1_parser_feed(hp, v[i].iov_base, v[i].iov_len);
-
-		total += c;
-		if (hp->hp_ev != H1_EV_NONE || c < v[i].iov_len)
-			break;
-	}
-	if (total > 0)
-		evbuffer_drain(in, total);
-	if (consumed != NULL)
-		*consumed = total;
-	return hp->hp_ev;
-}
-
 /*
  * Writes a bufferevent's pending output at once, without the EPOLLOUT round trip: both
  * bufferevents keep EV_WRITE disabled while their output is empty, so adding data schedules
@@ -297,7 +265,8 @@ respond(struct hconn *hc, unsigned status, const char *ctype, const char *body, 
 		/* A request without body answered here: let the parser end it (it paused just
 		 * before the head's last byte), so the connection can carry the next one. */
 		h1_parser_resume(&hc->hc_req);
-		if (feed(&hc->hc_req, bufferevent_get_input(hc->hc_bev), NULL) == H1_EV_DONE)
+		if (h1_parser_feed_buffer(&hc->hc_req, bufferevent_get_input(hc->hc_bev), NULL) ==
+		    H1_EV_DONE)
 			hc->hc_req_done = true;
 		else
 			hc->hc_keepalive = false;
@@ -637,7 +606,7 @@ pump_request_inner(struct hconn *hc)
 		return; /* hconn_up_drained() resumes */
 	hc->hc_req.hp_body_fn = req_body_up;
 	hc->hc_req.hp_body_arg = hc;
-	ev = feed(&hc->hc_req, in, NULL);
+	ev = h1_parser_feed_buffer(&hc->hc_req, in, NULL);
 	hc->hc_req.hp_body_fn = NULL;
 	if (ev == H1_EV_ERROR) {
 		unsigned st = hc->hc_req.hp_err_status;
@@ -760,7 +729,7 @@ pump_response_inner(struct hconn *hc)
 	while (evbuffer_get_length(out) <= HC_OUT_HWM) {
 		struct h1_msg *m = &hc->hc_resp.hp_msg;
 		size_t used;
-		enum h1_ev ev = feed(&hc->hc_resp, in, &used);
+		enum h1_ev ev = h1_parser_feed_buffer(&hc->hc_resp, in, &used);
 
 		uc->uc_resp_bytes += used;
 		if (ev == H1_EV_NONE)
@@ -788,7 +757,7 @@ pump_response_inner(struct hconn *hc)
 				/* http-parser paused before the head's last LF: let it end the
 				 * message so the tunnel starts on the next byte. */
 				h1_parser_resume(&hc->hc_resp);
-				if (feed(&hc->hc_resp, in, &used) != H1_EV_DONE) {
+				if (h1_parser_feed_buffer(&hc->hc_resp, in, &used) != H1_EV_DONE) {
 					hconn_close(hc, "bad 101 from backend");
 					return;
 				}
@@ -937,7 +906,7 @@ parse_requests(struct hconn *hc)
 		clock_gettime(CLOCK_MONOTONIC, &hc->hc_t0);
 		arm_timer(hc, hc->hc_srv->h_opts.o_header_timeout_ms);
 	}
-	ev = feed(&hc->hc_req, in, NULL);
+	ev = h1_parser_feed_buffer(&hc->hc_req, in, NULL);
 	switch (ev) {
 	case H1_EV_NONE:
 		return;

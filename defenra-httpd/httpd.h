@@ -145,6 +145,10 @@ void h1_parser_reset(struct h1_parser *hp);
 /* Feeds bytes; returns how many were consumed and sets hp_ev. After H1_EV_HEAD or H1_EV_DONE
  * the parser is paused: call h1_parser_resume() before feeding more. len 0 signals EOF. */
 size_t h1_parser_feed(struct h1_parser *hp, const char *data, size_t len);
+/* The same from an evbuffer without copying, draining what was consumed (and its count in
+ * *consumed when not NULL): goes on until the input is used up or the parser stops at an
+ * event, so the caller is never left to wait for bytes that are already there. */
+enum h1_ev h1_parser_feed_buffer(struct h1_parser *hp, struct evbuffer *in, size_t *consumed);
 void h1_parser_resume(struct h1_parser *hp);
 bool h1_parser_upgraded(const struct h1_parser *hp);
 /* The message now ends at EOF only (response without length). */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <event2/buffer.h>
 
 #include "error.h"
 #include "defenra-httpd/httpd.h"
@@ -290,6 +291,47 @@ test_response(void)
 	h1_parser_fini(&hp);
 }
 
+/* h1_parser_feed_buffer() over an input of many chains (an h2 stream's pair hands a body over
+ * as several small chains per DATA frame): one call parses all of it. It used to stop after 16
+ * chains, leaving the rest for a read callback that never came. */
+static void
+test_feed_buffer_chains(void)
+{
+	static const char head[] = "PUT /up HTTP/1.1\r\nHost: a.example\r\n"
+	                           "Transfer-Encoding: chunked\r\n\r\n";
+	static const char crlf[] = "\r\n", last[] = "0\r\n\r\n", size[] = "a\r\n";
+	static const char data[] = "0123456789";
+	struct evbuffer *in = evbuffer_new();
+	struct h1_parser hp;
+	struct sink sk = {0};
+	size_t used = 0, used2 = 0;
+	enum h1_ev ev;
+
+	h1_parser_init(&hp, HTTP_REQUEST, 4096, 16, 0);
+	evbuffer_add_reference(in, head, strlen(head), NULL, NULL);
+	ev = h1_parser_feed_buffer(&hp, in, &used);
+	is_int(ev, H1_EV_HEAD, "the head, then a pause");
+	ok(used > 0 && used <= strlen(head), "the head's bytes consumed (up to its last LF)");
+	h1_parser_resume(&hp);
+	hp.hp_body_fn = sink_body;
+	hp.hp_body_arg = &sk;
+	/* 40 chunks of 10 bytes, three chains each (a reference is a chain of its own) */
+	for (int i = 0; i < 40; i++) {
+		evbuffer_add_reference(in, size, 3, NULL, NULL);
+		evbuffer_add_reference(in, data, 10, NULL, NULL);
+		evbuffer_add_reference(in, crlf, 2, NULL, NULL);
+	}
+	evbuffer_add_reference(in, last, 5, NULL, NULL);
+	ev = h1_parser_feed_buffer(&hp, in, &used2);
+	is_int(ev, H1_EV_DONE, "121 chains: the request ends in one call");
+	is_int((long long)evbuffer_get_length(in), 0, "nothing left in the input");
+	is_int((long long)(used + used2), (long long)strlen(head) + 40 * 15 + 5,
+	       "every byte counted");
+	is_int((long long)sk.len, 400, "every chunk's data delivered");
+	h1_parser_fini(&hp);
+	evbuffer_free(in);
+}
+
 int
 main(void)
 {
@@ -297,6 +339,7 @@ main(void)
 	test_basic(false);
 	test_basic(true);
 	test_pipeline_chunked();
+	test_feed_buffer_chains();
 	test_limits();
 	test_host();
 	test_req_head();
