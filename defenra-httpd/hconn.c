@@ -12,7 +12,7 @@
  *
  * A TLS connection (HTTPS_LISTEN) is the same machine on a bufferevent_openssl: the handshake
  * runs before the first request (tls.c picks the certificate by SNI), its output goes through
- * SSL_write() (tls_flush_out(), never hconn_flush_out(), which writes to the socket), the
+ * SSL_write() (tls_flush_out(), never sockwrite_flush(), which writes to the socket), the
  * backend is told X-Forwarded-Proto: https, and the checks of the domain's type are the other way
  * round
  * (an http-only domain gets 403 over TLS, an https-only one is redirected over plain HTTP).
@@ -120,36 +120,7 @@ elapsed(const struct timespec *a)
 }
 
 /*
- * Writes a bufferevent's pending output at once, without the EPOLLOUT round trip: both
- * bufferevents keep EV_WRITE disabled while their output is empty, so adding data schedules
- * nothing; what the kernel does not take now is left to libevent (EV_WRITE enabled until the
- * output drains, then disabled again in the write callbacks). Saves two epoll_ctl per write,
- * which on loopback are a good part of a proxied request's cost. True when nothing is left.
- */
-bool
-hconn_flush_out(struct bufferevent *bev)
-{
-	struct evbuffer *out = bufferevent_get_output(bev);
-	int n;
-
-	if (evbuffer_get_length(out) == 0)
-		return true;
-	if (bufferevent_get_enabled(bev) & EV_WRITE)
-		return false; /* libevent is on it */
-	/* A bufferevent keeps the start of its output frozen; its own write callback thaws it
-	 * around the write the same way. */
-	evbuffer_unfreeze(out, 1);
-	n = evbuffer_write(out, bufferevent_getfd(bev));
-	evbuffer_freeze(out, 1);
-	if (n >= 0 && evbuffer_get_length(out) == 0)
-		return true;
-	/* EAGAIN, a short write or an error: libevent writes the rest or reports the error. */
-	bufferevent_enable(bev, EV_WRITE);
-	return false;
-}
-
-/*
- * hconn_flush_out() for a TLS connection: SSL_write() of the pending output at once, in
+ * sockwrite_flush() for a TLS connection: SSL_write() of the pending output at once, in
  * pieces of up to one record made contiguous first (a response head and a small body go out
  * as one record and one send()). bufferevent_openssl (libevent 2.1) would write only on the
  * next EPOLLOUT, with an epoll_ctl on each side of it. What OpenSSL does not take now (a full
@@ -201,7 +172,7 @@ client_out(struct hconn *hc)
 		return evbuffer_get_length(bufferevent_get_output(hc->hc_bev)) == 0;
 	if (hc->hc_tls)
 		return tls_flush_out(hc->hc_bev);
-	return hconn_flush_out(hc->hc_bev);
+	return sockwrite_flush(hc->hc_bev);
 }
 
 bool
@@ -231,7 +202,7 @@ static void
 up_flush(struct hconn *hc)
 {
 	if (hc->hc_state != HC_ST_CLOSED && hc->hc_up != NULL && hc->hc_up->uc_state == UC_ST_BUSY)
-		(void)hconn_flush_out(hc->hc_up->uc_bev);
+		(void)sockwrite_flush(hc->hc_up->uc_bev);
 }
 
 /* ---- local answers ------------------------------------------------------------------------ */
@@ -703,7 +674,7 @@ tunnel_pump(struct hconn *hc)
 		evbuffer_add_buffer(cout, uin);
 	}
 	sockread_set(&uc->uc_rd, up_on);
-	(void)hconn_flush_out(uc->uc_bev);
+	(void)sockwrite_flush(uc->uc_bev);
 	(void)client_out(hc);
 }
 
@@ -1161,7 +1132,7 @@ hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t sal
 	set_state(hc, HC_ST_IDLE);
 	arm_timer(hc, srv->h_opts.o_header_timeout_ms);
 	/* libevent enables EV_WRITE on a new bufferevent; we want it only while output waits
-	 * (hconn_flush_out, tls_flush_out). The TLS handshake writes whatever this says. A plain
+	 * (sockwrite_flush, tls_flush_out). The TLS handshake writes whatever this says. A plain
 	 * connection's reads are ours (sockread.c): its bufferevent never reads. */
 	bufferevent_disable(hc->hc_bev, EV_WRITE);
 	hconn_reading(hc, true);

@@ -442,8 +442,8 @@ void hconn_waf_failed(struct hconn *hc);
 bool hconn_out(struct hconn *hc);
 /* The client's socket (for getsockname()): an h2 stream's is its connection's. -1 if none. */
 int hconn_sockfd(const struct hconn *hc);
-/* Writes pending output now when the kernel takes it (see hconn.c); true when all went. */
-bool hconn_flush_out(struct bufferevent *bev);
+/* Writes pending output now as far as the kernel takes it (sockwrite.c); true when all went. */
+bool sockwrite_flush(struct bufferevent *bev);
 /* Frees the connections on the just-closed list. */
 void hconn_reap(struct httpd *srv);
 void hconn_close_all(struct httpd *srv);

@@ -26,6 +26,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "error.h"
@@ -188,7 +189,9 @@ sr_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	if (nv == 2 && v[0].iov_len >= want)
 		nv = 1;
-	n = readv(fd, (struct iovec *)v, nv);
+	/* recv() when the space is one piece (nearly always): it costs the kernel less than
+	 * readv() of one vector (no iovec import, no file position lock) */
+	n = nv == 1 ? recv(fd, v[0].iov_base, v[0].iov_len, 0) : readv(fd, (struct iovec *)v, nv);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
@@ -199,7 +202,7 @@ sr_readable(evutil_socket_t fd, short what, void *arg)
 		sr_stop(sr, BEV_EVENT_EOF);
 		return;
 	}
-	/* What readv filled: the first vector, then the second. */
+	/* What the read filled: the first vector, then the second. */
 	if ((size_t)n <= v[0].iov_len) {
 		v[0].iov_len = (size_t)n;
 		nv = 1;

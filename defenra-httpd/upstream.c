@@ -145,7 +145,7 @@ up_write(struct bufferevent *bev, void *arg)
 	struct upconn *uc = arg;
 
 	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		bufferevent_disable(bev, EV_WRITE); /* back to direct writes (hconn_flush_out) */
+		bufferevent_disable(bev, EV_WRITE); /* back to direct writes (sockwrite_flush) */
 	if (uc->uc_state == UC_ST_BUSY)
 		hconn_up_drained(uc->uc_hc);
 }
@@ -168,7 +168,7 @@ up_event(struct bufferevent *bev, short what, void *arg)
 			hconn_up_failed(uc->uc_hc, BEV_EVENT_ERROR, ENOMEM);
 			return;
 		}
-		bufferevent_disable(bev, EV_WRITE); /* writes go through hconn_flush_out */
+		bufferevent_disable(bev, EV_WRITE); /* writes go through sockwrite_flush */
 		sockread_set(&uc->uc_rd, true);
 		hconn_up_connected(uc->uc_hc);
 		return;
