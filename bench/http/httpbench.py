@@ -26,9 +26,9 @@ runs with HTTPS_DEFAULT_DOMAIN (nginx serves its default server the same way). w
 the client half of every handshake: at -c64 CPU 0 is as busy as CPU 1, so a client that must
 check a certificate on every other connection makes fewer of them.
 
-Environment: HTTP_BENCH_ROUNDS (5), HTTP_BENCH_SECONDS (5), HTTP_BENCH_CONNS (64),
+Environment: HTTP_BENCH_ROUNDS (7), HTTP_BENCH_SECONDS (5), HTTP_BENCH_CONNS (64),
 HTTP_BENCH_SETS ("http,https"; or "tls-new"), DFR_BIN (build/default/bin). Loopback only; about
-4 minutes with both sets.
+6 minutes with both sets.
 """
 import json
 import os
@@ -45,7 +45,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("DFR_BIN", os.path.join(ROOT, "build/default/bin"))
-ROUNDS = int(os.environ.get("HTTP_BENCH_ROUNDS", "5"))
+ROUNDS = int(os.environ.get("HTTP_BENCH_ROUNDS", "7"))
 SECS = int(os.environ.get("HTTP_BENCH_SECONDS", "5"))
 SETS = [x.strip() for x in os.environ.get("HTTP_BENCH_SETS", "http,https").split(",")]
 CONNS = int(os.environ.get("HTTP_BENCH_CONNS", "64"))
