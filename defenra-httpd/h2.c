@@ -317,20 +317,17 @@ pair_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	while (evbuffer_get_length(in) > 0 && !st->st_eof) {
-		struct evbuffer_iovec v;
-		size_t used;
+		enum h1_ev ev = h1_parser_feed_buffer(&st->st_resp, in, NULL);
 
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			break;
-		used = h1_parser_feed(&st->st_resp, v.iov_base, v.iov_len);
-		evbuffer_drain(in, used);
-		if (st->st_resp.hp_ev == H1_EV_ERROR) {
+		if (ev == H1_EV_NONE)
+			break; /* all of it taken */
+		if (ev == H1_EV_ERROR) {
 			nghttp2_submit_rst_stream(h->h2_sess, NGHTTP2_FLAG_NONE, st->st_id,
 			                          NGHTTP2_INTERNAL_ERROR);
 			st->st_eof = true;
 			break;
 		}
-		if (st->st_resp.hp_ev == H1_EV_HEAD) {
+		if (ev == H1_EV_HEAD) {
 			h1_parser_resume(&st->st_resp);
 			if (st->st_resp.hp_msg.m_status / 100 == 1)
 				continue; /* our own 100 Continue: HTTP/2 clients do not need it */
@@ -340,7 +337,7 @@ pair_read(struct bufferevent *bev, void *arg)
 				st->st_eof = true;
 				break;
 			}
-		} else if (st->st_resp.hp_ev == H1_EV_DONE) {
+		} else if (ev == H1_EV_DONE) {
 			if (st->st_resp.hp_msg.m_status / 100 == 1) {
 				h1_parser_reset(&st->st_resp);
 				st->st_resp.hp_body_fn = resp_body;
