@@ -1047,41 +1047,48 @@ open_shared(lua_State *L)
 	lua_pushboolean(L, 0);
 	lua_setfield(L, -2, "__metatable");
 	lua_pop(L, 1);
+	/* ngx.shared: a read-only view of the dicts opened so far, which opens the others on
+	 * first use (shared_index, the __index of the table behind it): after the first access a
+	 * dict is found by the VM's table lookups alone */
 	lua_newtable(L);
+	lua_createtable(L, 0, 2);
+	lua_pushcfunction(L, shared_index);
+	lua_setfield(L, -2, "__index");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, -1);
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &dicts_key);
-	sandbox_proxy(L, shared_index, NULL);
+	sandbox_freeze(L);
 }
 
 /* ---- the ngx table ------------------------------------------------------------------------ */
 
-/* ngx.status, ngx.ctx and ngx.headers_sent are per request; the rest reads the real table. */
+/* ngx.status, ngx.ctx and ngx.headers_sent are per request: the __index of the real table, so
+ * that the rest (ngx.var, ngx.exit, ngx.shared, …) is found by the VM's own table lookups, the
+ * proxy's __index being the real table, without a C call per access. */
 static int
-ngx_index(lua_State *L)
+ngx_dynamic(lua_State *L)
 {
 	size_t len;
-	const char *k = lua_tolstring(L, 2, &len);
+	const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
 
-	if (k != NULL && lua_type(L, 2) == LUA_TSTRING) {
-		if (len == 6 && memcmp(k, "status", 6) == 0) {
-			lua_pushinteger(L, cur_run(L)->wn_status);
-			return 1;
+	if (k == NULL) {
+		lua_pushnil(L);
+	} else if (len == 6 && memcmp(k, "status", 6) == 0) {
+		lua_pushinteger(L, cur_run(L)->wn_status);
+	} else if (len == 3 && memcmp(k, "ctx", 3) == 0) {
+		if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key) == LUA_TNIL) {
+			lua_pop(L, 1);
+			lua_newtable(L);
+			lua_pushvalue(L, -1);
+			lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key);
 		}
-		if (len == 3 && memcmp(k, "ctx", 3) == 0) {
-			if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key) == LUA_TNIL) {
-				lua_pop(L, 1);
-				lua_newtable(L);
-				lua_pushvalue(L, -1);
-				lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key);
-			}
-			return 1;
-		}
-		if (len == 12 && memcmp(k, "headers_sent", 12) == 0) {
-			lua_pushboolean(L, 0);
-			return 1;
-		}
+	} else if (len == 12 && memcmp(k, "headers_sent", 12) == 0) {
+		lua_pushboolean(L, 0);
+	} else {
+		lua_pushnil(L);
 	}
-	lua_pushvalue(L, 2);
-	lua_rawget(L, lua_upvalueindex(1));
 	return 1;
 }
 
@@ -1296,11 +1303,18 @@ ngx_open(lua_State *L)
 	open_shared(L);
 	lua_setfield(L, -2, "shared");
 
+	/* the real table answers the per-request fields through its metatable */
+	lua_createtable(L, 0, 2);
+	lua_pushcfunction(L, ngx_dynamic);
+	lua_setfield(L, -2, "__index");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2);
+
 	/* the proxy scripts see */
 	lua_newtable(L);
 	lua_createtable(L, 0, 3);
 	lua_pushvalue(L, -3);
-	lua_pushcclosure(L, ngx_index, 1);
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, ngx_newindex);
 	lua_setfield(L, -2, "__newindex");
