@@ -111,14 +111,19 @@ compile(lua_State *L)
 	snprintf(name, sizeof(name), "=%s", ws->ws_code->wc_dom_name);
 	if (luaL_loadbufferx(L, ws->ws_code->wc_code, ws->ws_code->wc_len, name, "t") != LUA_OK)
 		return lua_error(L);
-	ws->ws_fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	/* the metatable of every request's _ENV */
+	/* the chunk's _ENV: reads fall through to the globals, writes stay in it and are cleared
+	 * before the next request (run_protected) */
+	lua_createtable(L, 0, 4);
 	lua_createtable(L, 0, 2);
 	lua_pushglobaltable(L);
 	lua_setfield(L, -2, "__index");
 	lua_pushboolean(L, 0);
 	lua_setfield(L, -2, "__metatable");
-	ws->ws_envmt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, -1);
+	lua_setupvalue(L, -3, 1);
+	ws->ws_env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	ws->ws_fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
 }
 
@@ -132,7 +137,7 @@ script_state_new(struct wcode *code, const struct wafd_limits *lim, unsigned wor
 	ws->ws_code = code_ref(code);
 	ws->ws_lim = lim;
 	ws->ws_worker_id = worker_id;
-	ws->ws_fn_ref = ws->ws_envmt_ref = LUA_NOREF;
+	ws->ws_fn_ref = ws->ws_env_ref = LUA_NOREF;
 	if (code->wc_code == NULL)
 		return ws; /* nothing to run: every request passes, no state needed */
 	if ((ws->ws_L = sandbox_new(ws)) == NULL) {
@@ -219,17 +224,22 @@ run_protected(lua_State *L)
 	lua_settop(L, 0);
 	ngx_reset(L);
 	request_reset(L);
-	lua_createtable(L, 0, 4);
+	/* one _ENV table per state, emptied of what the last request left (its globals and
+	 * registers) rather than made anew: a table less to allocate and collect per request */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ws->ws_env_ref);
 	env = lua_gettop(L);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, ws->ws_envmt_ref);
-	lua_setmetatable(L, env);
+	lua_pushnil(L);
+	while (lua_next(L, env) != 0) {
+		lua_pop(L, 1);
+		lua_pushvalue(L, -1);
+		lua_pushnil(L);
+		lua_rawset(L, env); /* clearing a field while traversing is allowed */
+	}
 	lua_pushvalue(L, env);
 	lua_setfield(L, env, "_G");
 	lua_pushvalue(L, env);
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &sandbox_env_key);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, ws->ws_fn_ref);
-	lua_pushvalue(L, env);
-	lua_setupvalue(L, -2, 1);
 	sandbox_arm(ws);
 	lua_call(L, 0, 0);
 	sandbox_disarm(ws);

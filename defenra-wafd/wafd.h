@@ -117,7 +117,7 @@ struct wstate {
 	bool ws_broken;   /* the code did not compile: every request fails */
 	bool ws_recycle;  /* after a failure the state kept too much memory: make a new one */
 	int ws_fn_ref;    /* the compiled chunk, in the registry */
-	int ws_envmt_ref; /* metatable of each request's _ENV: reads fall through to the globals */
+	int ws_env_ref;   /* the chunk's _ENV, emptied before each request */
 	char ws_err[WAFD_ERRLEN];
 	unsigned ws_ndicts;  /* shared dicts opened */
 	struct wrun *ws_run; /* the current request, NULL between requests */
