@@ -70,10 +70,9 @@ static void h2_flush(struct h2conn *h);
 static void
 idle_arm(struct h2conn *h)
 {
-	unsigned ms = h->h2_hc->hc_srv->h_opts.o_idle_timeout_ms;
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	struct httpd *srv = h->h2_hc->hc_srv;
 
-	event_add(h->h2_hc->hc_timer, &tv);
+	event_add(h->h2_hc->hc_timer, httpd_timeout(srv, srv->h_opts.o_idle_timeout_ms));
 }
 
 /* One end of a stream's pair made ready for the next stream: nothing in it, nobody called.

@@ -51,27 +51,19 @@ static void pump_response(struct hconn *hc);
 static void start_upstream(struct hconn *hc);
 static void tunnel_pump(struct hconn *hc);
 
-static void
-ms_tv(unsigned ms, struct timeval *tv)
-{
-	tv->tv_sec = ms / 1000;
-	tv->tv_usec = (ms % 1000) * 1000;
-}
-
 /* The client's read timeout (0: none); its write timeout is always HTTPD_SEND_TIMEOUT_MS (set
  * once, in hconn_accept(), for a plain connection). */
 static void
 client_timeouts(struct hconn *hc, unsigned read_ms)
 {
-	struct timeval r, w;
+	struct httpd *srv = hc->hc_srv;
 
 	if (hc->hc_rd.sr_ev != NULL) {
 		sockread_timeout(&hc->hc_rd, read_ms);
 		return;
 	}
-	ms_tv(read_ms, &r);
-	ms_tv(hc->hc_srv->h_opts.o_send_timeout_ms, &w);
-	bufferevent_set_timeouts(hc->hc_bev, read_ms ? &r : NULL, &w);
+	bufferevent_set_timeouts(hc->hc_bev, httpd_timeout(srv, read_ms),
+	                         httpd_timeout(srv, srv->h_opts.o_send_timeout_ms));
 }
 
 /* Client reading on or off: our reader on a socket (plain, or TLS once the handshake is done),
@@ -98,10 +90,7 @@ up_timeouts(struct upconn *uc, unsigned read_ms)
 static void
 arm_timer(struct hconn *hc, unsigned ms)
 {
-	struct timeval tv;
-
-	ms_tv(ms, &tv);
-	event_add(hc->hc_timer, &tv);
+	event_add(hc->hc_timer, httpd_timeout(hc->hc_srv, ms));
 }
 
 static void
@@ -967,7 +956,7 @@ tls_read_ourselves(struct hconn *hc, struct bufferevent *bev, SSL *ssl)
 {
 	bool on = (bufferevent_get_enabled(bev) & EV_READ) != 0;
 
-	if (sockread_init(&hc->hc_rd, bev, HC_READ_HWM, hc->hc_srv->h_opts.o_send_timeout_ms,
+	if (sockread_init(&hc->hc_rd, hc->hc_srv, bev, HC_READ_HWM, hc->hc_srv->h_opts.o_send_timeout_ms,
 	                  client_read, client_event, hc) != DFR_OK)
 		return DFR_ENOMEM;
 	if (sockread_use_tls(&hc->hc_rd, ssl) != DFR_OK) {
@@ -1125,7 +1114,7 @@ hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t sal
 	bufferevent_setwatermark(hc->hc_bev, EV_WRITE, HC_OUT_HWM / 2, 0);
 	if (tls)
 		bufferevent_setwatermark(hc->hc_bev, EV_READ, 0, HC_READ_HWM);
-	else if (sockread_init(&hc->hc_rd, hc->hc_bev, HC_READ_HWM, srv->h_opts.o_send_timeout_ms,
+	else if (sockread_init(&hc->hc_rd, srv, hc->hc_bev, HC_READ_HWM, srv->h_opts.o_send_timeout_ms,
 	                       client_read, client_event, hc) != DFR_OK)
 		goto fail;
 	client_timeouts(hc, 0);

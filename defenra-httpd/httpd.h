@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include "config.h"
@@ -248,9 +249,17 @@ struct upstream_pool {
 
 /* One worker: a thread with its own event_base, listeners (SO_REUSEPORT), connections, backend
  * pool and WAF client. */
+#define HTTPD_TIMEOUTS 16 /* durations kept as common timeouts per worker (timeout.c) */
+
 struct httpd {
 	unsigned h_index;
 	struct event_base *h_base;
+	struct {
+		unsigned t_ms;
+		const struct timeval *t_tv;
+	} h_timeouts[HTTPD_TIMEOUTS];
+	unsigned h_ntimeouts;
+	struct timeval h_plain_tv;
 	bool h_own_base; /* created by worker.c (index > 0) */
 	pthread_t h_thread;
 	bool h_started;
@@ -281,7 +290,13 @@ struct httpd {
 /* ---- sockread.c: our own reads of a plain socket bufferevent (no FIONREAD per read) -------- */
 struct bufferevent;
 struct evbuffer_cb_entry;
+/* The worker's timeval for a timeout of ms milliseconds (NULL for 0), to pass to event_add() or
+ * bufferevent_set_timeouts() of an event on the worker's base: a libevent common timeout, so
+ * adding and removing it costs no heap walk (timeout.c). */
+const struct timeval *httpd_timeout(struct httpd *srv, unsigned ms);
+
 struct sockread {
+	struct httpd *sr_srv;       /* the worker (its timeouts) */
 	struct bufferevent *sr_bev; /* its EV_READ stays disabled: sr_ev reads instead */
 	struct event *sr_ev;        /* NULL: not in use (TLS, h2 stream: libevent reads) */
 	struct evbuffer_cb_entry *sr_cb;
@@ -298,8 +313,8 @@ struct sockread {
 /* Takes over the reading of bev's socket (it must have one): bev's EV_READ goes off for good
  * and its timeouts become write_ms for writes only. Callbacks as bufferevent_setcb's; reading
  * starts off. */
-int sockread_init(struct sockread *sr, struct bufferevent *bev, size_t hwm, unsigned write_ms,
-                  void (*readcb)(struct bufferevent *, void *),
+int sockread_init(struct sockread *sr, struct httpd *srv, struct bufferevent *bev, size_t hwm,
+                  unsigned write_ms, void (*readcb)(struct bufferevent *, void *),
                   void (*eventcb)(struct bufferevent *, short, void *), void *arg);
 /* From then on reads go through ssl (SSL_read, read-ahead on): bev's own reading stays off. */
 int sockread_use_tls(struct sockread *sr, struct ssl_st *ssl);

@@ -37,11 +37,7 @@
 static void
 sr_add(struct sockread *sr)
 {
-	struct timeval tv;
-
-	tv.tv_sec = sr->sr_timeout_ms / 1000;
-	tv.tv_usec = (sr->sr_timeout_ms % 1000) * 1000;
-	event_add(sr->sr_ev, sr->sr_timeout_ms ? &tv : NULL);
+	event_add(sr->sr_ev, httpd_timeout(sr->sr_srv, sr->sr_timeout_ms));
 	sr->sr_pending = true;
 }
 
@@ -241,12 +237,11 @@ sr_writable(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-sockread_init(struct sockread *sr, struct bufferevent *bev, size_t hwm, unsigned write_ms,
-              void (*readcb)(struct bufferevent *, void *),
+sockread_init(struct sockread *sr, struct httpd *srv, struct bufferevent *bev, size_t hwm,
+              unsigned write_ms, void (*readcb)(struct bufferevent *, void *),
               void (*eventcb)(struct bufferevent *, short, void *), void *arg)
 {
-	struct timeval w = {write_ms / 1000, (write_ms % 1000) * 1000};
-
+	sr->sr_srv = srv;
 	sr->sr_bev = bev;
 	sr->sr_hwm = hwm;
 	sr->sr_readcb = readcb;
@@ -271,7 +266,7 @@ sockread_init(struct sockread *sr, struct bufferevent *bev, size_t hwm, unsigned
 	}
 	/* The bufferevent no longer reads; it keeps writing, with its write timeout. */
 	bufferevent_disable(bev, EV_READ);
-	bufferevent_set_timeouts(bev, NULL, &w);
+	bufferevent_set_timeouts(bev, NULL, httpd_timeout(srv, write_ms));
 	return DFR_OK;
 }
 

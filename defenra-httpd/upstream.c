@@ -120,13 +120,6 @@ addr_eq(const struct sockaddr *a, const struct sockaddr *b)
 }
 
 static void
-ms_tv(unsigned ms, struct timeval *tv)
-{
-	tv->tv_sec = ms / 1000;
-	tv->tv_usec = (ms % 1000) * 1000;
-}
-
-static void
 up_read(struct bufferevent *bev, void *arg)
 {
 	struct upconn *uc = arg;
@@ -163,7 +156,7 @@ up_event(struct bufferevent *bev, short what, void *arg)
 		uc->uc_state = UC_ST_BUSY;
 		/* Reads are ours from now on (sockread.c); hconn.c sets the exchange's read
 		 * timeout. A backend that stops taking what we send is cut after the same time. */
-		if (sockread_init(&uc->uc_rd, bev, UP_READ_HWM, uc->uc_srv->h_opts.o_up_read_ms,
+		if (sockread_init(&uc->uc_rd, uc->uc_srv, bev, UP_READ_HWM, uc->uc_srv->h_opts.o_up_read_ms,
 		                  up_read, up_event, uc) != DFR_OK) {
 			hconn_up_failed(uc->uc_hc, BEV_EVENT_ERROR, ENOMEM);
 			return;
@@ -188,7 +181,6 @@ upstream_get(struct httpd *srv, struct hconn *hc, const struct sockaddr *addr, s
 	size_t b = addr_hash(addr) % pool->up_nbuckets;
 	struct upconn_list *bucket = &pool->up_buckets[b];
 	struct upconn *uc;
-	struct timeval tv;
 
 	if (allow_reuse && pool->up_counts[b] > 0) {
 		LIST_FOREACH(uc, bucket, uc_link)
@@ -221,8 +213,8 @@ upstream_get(struct httpd *srv, struct hconn *hc, const struct sockaddr *addr, s
 	}
 	bufferevent_setcb(uc->uc_bev, up_read, up_write, up_event, uc);
 	bufferevent_setwatermark(uc->uc_bev, EV_WRITE, 64 * 1024, 0);
-	ms_tv(srv->h_opts.o_up_connect_ms, &tv);
-	bufferevent_set_timeouts(uc->uc_bev, NULL, &tv); /* the connect's */
+	/* the connect's */
+	bufferevent_set_timeouts(uc->uc_bev, NULL, httpd_timeout(srv, srv->h_opts.o_up_connect_ms));
 	bufferevent_enable(uc->uc_bev, EV_WRITE);
 	if (bufferevent_socket_connect(uc->uc_bev, (struct sockaddr *)&uc->uc_addr, (int)addrlen) !=
 	    0) {

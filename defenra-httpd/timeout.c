@@ -1,0 +1,36 @@
+/*
+ * Timeouts as libevent "common timeouts".
+ *
+ * libevent keeps timeouts in a min-heap: an add or a delete walks O(log n) levels, and a
+ * persistent read event with a timeout is re-added after every read. httpd's timeouts come in a
+ * few fixed durations (the HTTPD_*_MS settings), and timeouts of one duration can go in a queue
+ * of their own instead, where an add appends and a delete unlinks (event_base_init_common_timeout).
+ * Each worker keeps the handle of each duration it has used; the handle is a timeval marked for
+ * that worker's base, usable anywhere a timeval is (event_add, bufferevent_set_timeouts).
+ */
+#include <event2/event.h>
+
+#include "httpd.h"
+
+const struct timeval *
+httpd_timeout(struct httpd *srv, unsigned ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	const struct timeval *common;
+
+	if (ms == 0)
+		return NULL;
+	for (unsigned i = 0; i < srv->h_ntimeouts; i++)
+		if (srv->h_timeouts[i].t_ms == ms)
+			return srv->h_timeouts[i].t_tv;
+	common = event_base_init_common_timeout(srv->h_base, &tv);
+	if (common == NULL || srv->h_ntimeouts == HTTPD_TIMEOUTS) {
+		/* an ordinary timeout then: callers pass it on at once, and libevent copies it */
+		srv->h_plain_tv = tv;
+		return &srv->h_plain_tv;
+	}
+	srv->h_timeouts[srv->h_ntimeouts].t_ms = ms;
+	srv->h_timeouts[srv->h_ntimeouts].t_tv = common;
+	srv->h_ntimeouts++;
+	return common;
+}
