@@ -956,8 +956,9 @@ tls_read_ourselves(struct hconn *hc, struct bufferevent *bev, SSL *ssl)
 {
 	bool on = (bufferevent_get_enabled(bev) & EV_READ) != 0;
 
-	if (sockread_init(&hc->hc_rd, hc->hc_srv, bev, HC_READ_HWM, hc->hc_srv->h_opts.o_send_timeout_ms,
-	                  client_read, client_event, hc) != DFR_OK)
+	if (sockread_init(&hc->hc_rd, hc->hc_srv, bev, HC_READ_HWM,
+	                  hc->hc_srv->h_opts.o_send_timeout_ms, client_read, client_event,
+	                  hc) != DFR_OK)
 		return DFR_ENOMEM;
 	if (sockread_use_tls(&hc->hc_rd, ssl) != DFR_OK) {
 		sockread_fini(&hc->hc_rd);
@@ -1114,8 +1115,9 @@ hconn_accept(struct httpd *srv, int fd, const struct sockaddr *sa, socklen_t sal
 	bufferevent_setwatermark(hc->hc_bev, EV_WRITE, HC_OUT_HWM / 2, 0);
 	if (tls)
 		bufferevent_setwatermark(hc->hc_bev, EV_READ, 0, HC_READ_HWM);
-	else if (sockread_init(&hc->hc_rd, srv, hc->hc_bev, HC_READ_HWM, srv->h_opts.o_send_timeout_ms,
-	                       client_read, client_event, hc) != DFR_OK)
+	else if (sockread_init(&hc->hc_rd, srv, hc->hc_bev, HC_READ_HWM,
+	                       srv->h_opts.o_send_timeout_ms, client_read, client_event,
+	                       hc) != DFR_OK)
 		goto fail;
 	client_timeouts(hc, 0);
 	set_state(hc, HC_ST_IDLE);

@@ -247,19 +247,21 @@ struct upstream_pool {
 	unsigned up_nidle;
 };
 
+/* A timeout duration a worker has used, as a libevent common timeout (timeout.c). */
+struct httpd_timeout {
+	unsigned t_ms;
+	struct timeval t_plain;     /* the duration */
+	const struct timeval *t_tv; /* libevent's handle for it (t_plain if it had none) */
+};
+#define HTTPD_TIMEOUTS 16 /* durations kept per worker; the settings make fewer than 10 */
+
 /* One worker: a thread with its own event_base, listeners (SO_REUSEPORT), connections, backend
  * pool and WAF client. */
-#define HTTPD_TIMEOUTS 16 /* durations kept as common timeouts per worker (timeout.c) */
-
 struct httpd {
 	unsigned h_index;
 	struct event_base *h_base;
-	struct {
-		unsigned t_ms;
-		const struct timeval *t_tv;
-	} h_timeouts[HTTPD_TIMEOUTS];
+	struct httpd_timeout h_timeouts[HTTPD_TIMEOUTS];
 	unsigned h_ntimeouts;
-	struct timeval h_plain_tv;
 	bool h_own_base; /* created by worker.c (index > 0) */
 	pthread_t h_thread;
 	bool h_started;
@@ -287,14 +289,14 @@ struct httpd {
 	unsigned h_h2_nspare;
 };
 
+/* The worker's timeval for a timeout of ms milliseconds (NULL for 0), to pass to event_add() or
+ * bufferevent_set_timeouts() of an event on the worker's base: a libevent common timeout, so
+ * adding and removing it costs no heap walk (timeout.c). Stays valid as long as the worker. */
+const struct timeval *httpd_timeout(struct httpd *srv, unsigned ms);
+
 /* ---- sockread.c: our own reads of a plain socket bufferevent (no FIONREAD per read) -------- */
 struct bufferevent;
 struct evbuffer_cb_entry;
-/* The worker's timeval for a timeout of ms milliseconds (NULL for 0), to pass to event_add() or
- * bufferevent_set_timeouts() of an event on the worker's base: a libevent common timeout, so
- * adding and removing it costs no heap walk (timeout.c). */
-const struct timeval *httpd_timeout(struct httpd *srv, unsigned ms);
-
 struct sockread {
 	struct httpd *sr_srv;       /* the worker (its timeouts) */
 	struct bufferevent *sr_bev; /* its EV_READ stays disabled: sr_ev reads instead */

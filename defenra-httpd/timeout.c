@@ -15,22 +15,25 @@
 const struct timeval *
 httpd_timeout(struct httpd *srv, unsigned ms)
 {
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	const struct timeval *common;
+	struct httpd_timeout *t;
 
 	if (ms == 0)
 		return NULL;
 	for (unsigned i = 0; i < srv->h_ntimeouts; i++)
 		if (srv->h_timeouts[i].t_ms == ms)
 			return srv->h_timeouts[i].t_tv;
-	common = event_base_init_common_timeout(srv->h_base, &tv);
-	if (common == NULL || srv->h_ntimeouts == HTTPD_TIMEOUTS) {
-		/* an ordinary timeout then: callers pass it on at once, and libevent copies it */
-		srv->h_plain_tv = tv;
-		return &srv->h_plain_tv;
+	if (srv->h_ntimeouts == HTTPD_TIMEOUTS) {
+		/* more durations than the settings make: libevent finds the one it has */
+		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+		return event_base_init_common_timeout(srv->h_base, &tv);
 	}
-	srv->h_timeouts[srv->h_ntimeouts].t_ms = ms;
-	srv->h_timeouts[srv->h_ntimeouts].t_tv = common;
-	srv->h_ntimeouts++;
-	return common;
+	t = &srv->h_timeouts[srv->h_ntimeouts++];
+	t->t_ms = ms;
+	t->t_plain.tv_sec = ms / 1000;
+	t->t_plain.tv_usec = (ms % 1000) * 1000;
+	t->t_tv = event_base_init_common_timeout(srv->h_base, &t->t_plain);
+	if (t->t_tv == NULL)
+		t->t_tv = &t->t_plain; /* an ordinary timeout then (no memory) */
+	return t->t_tv;
 }

@@ -156,8 +156,9 @@ up_event(struct bufferevent *bev, short what, void *arg)
 		uc->uc_state = UC_ST_BUSY;
 		/* Reads are ours from now on (sockread.c); hconn.c sets the exchange's read
 		 * timeout. A backend that stops taking what we send is cut after the same time. */
-		if (sockread_init(&uc->uc_rd, uc->uc_srv, bev, UP_READ_HWM, uc->uc_srv->h_opts.o_up_read_ms,
-		                  up_read, up_event, uc) != DFR_OK) {
+		if (sockread_init(&uc->uc_rd, uc->uc_srv, bev, UP_READ_HWM,
+		                  uc->uc_srv->h_opts.o_up_read_ms, up_read, up_event,
+		                  uc) != DFR_OK) {
 			hconn_up_failed(uc->uc_hc, BEV_EVENT_ERROR, ENOMEM);
 			return;
 		}

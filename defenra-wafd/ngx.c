@@ -975,6 +975,19 @@ dict_gc(lua_State *L)
 	return 0;
 }
 
+/* Gives the table on top a hidden metatable whose __index is fn: the keys the table does not
+ * hold go to fn, the others are plain table reads for the VM. */
+static void
+on_missing(lua_State *L, lua_CFunction fn)
+{
+	lua_createtable(L, 0, 2);
+	lua_pushcfunction(L, fn);
+	lua_setfield(L, -2, "__index");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2);
+}
+
 /* ngx.shared.NAME: the domain's dict, created on first use. */
 static int
 shared_index(lua_State *L)
@@ -1051,12 +1064,7 @@ open_shared(lua_State *L)
 	 * first use (shared_index, the __index of the table behind it): after the first access a
 	 * dict is found by the VM's table lookups alone */
 	lua_newtable(L);
-	lua_createtable(L, 0, 2);
-	lua_pushcfunction(L, shared_index);
-	lua_setfield(L, -2, "__index");
-	lua_pushboolean(L, 0);
-	lua_setfield(L, -2, "__metatable");
-	lua_setmetatable(L, -2);
+	on_missing(L, shared_index);
 	lua_pushvalue(L, -1);
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &dicts_key);
 	sandbox_freeze(L);
@@ -1304,12 +1312,7 @@ ngx_open(lua_State *L)
 	lua_setfield(L, -2, "shared");
 
 	/* the real table answers the per-request fields through its metatable */
-	lua_createtable(L, 0, 2);
-	lua_pushcfunction(L, ngx_dynamic);
-	lua_setfield(L, -2, "__index");
-	lua_pushboolean(L, 0);
-	lua_setfield(L, -2, "__metatable");
-	lua_setmetatable(L, -2);
+	on_missing(L, ngx_dynamic);
 
 	/* the proxy scripts see */
 	lua_newtable(L);

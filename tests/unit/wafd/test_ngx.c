@@ -216,10 +216,12 @@ test_misc(void)
 			  "  tostring(ngx.null), ' ', ngx.worker.id(), ' ', ngx.worker.count())\n"
 			  "ngx.exit(200)"),
 	       "1 0 userdata: (nil) 0 2\n", "ngx.ctx, ngx.status, ngx.null, ngx.worker");
-	is_str(t_eval(&t, "ngx.status = 418 ngx.say(tostring(ngx.headers_sent), ' ', tostring(ngx.nosuch),\n"
-			  "  ' ', ngx.status, ' ', tostring(getmetatable(ngx)), ' ',\n"
-			  "  tostring(getmetatable(ngx.shared)), ' ', tostring(rawget(ngx, 'var')), ' ',\n"
-			  "  type(ngx.shared.cache), ' ', tostring(ngx.shared[1])) ngx.exit(200)"),
+	is_str(t_eval(&t, "ngx.status = 418\n"
+			  "ngx.say(tostring(ngx.headers_sent), ' ', tostring(ngx.nosuch), ' ',\n"
+			  "  ngx.status, ' ', tostring(getmetatable(ngx)), ' ',\n"
+			  "  tostring(getmetatable(ngx.shared)), ' ', tostring(rawget(ngx, 'var')),\n"
+			  "  ' ', type(ngx.shared.cache), ' ', tostring(ngx.shared[1]))\n"
+			  "ngx.exit(200)"),
 	       "false nil 418 false false nil userdata nil\n",
 	       "ngx: per-request fields, unknown ones nil, tables behind the proxies hidden");
 	is_str(t_eval(&t, "local ok = pcall(function() ngx.foo = 1 end)\n"
