@@ -7,7 +7,10 @@
  * connections use the new backend; UDP sessions reopen towards it), and replaced otherwise.
  * Proxies the config does not touch are not touched either: their listeners, connections and
  * sessions go on. A port that cannot be bound is logged, shown as l4d_proxy_listening 0, and
- * retried each second, while the other proxies run.
+ * retried each second, while the other proxies run. Two enabled proxies of one protocol on one
+ * port are a config error: the first in the config's order runs, the other is refused with a
+ * log line (the listeners' SO_REUSEADDR would otherwise let both bind it in silence, the kernel
+ * then handing each datagram to one of them).
  *
  * Not here: sockets and bytes (tcp.c, udp.c, splice.c).
  */
@@ -426,19 +429,44 @@ proxy_find(struct l4d *l4, const char *id)
 	return NULL;
 }
 
+/* An earlier enabled proxy of the config with x's protocol and port, or NULL. */
+static const struct dfr_proxy *
+port_taken_before(const struct dfr_config *cfg, size_t i)
+{
+	const struct dfr_proxy *x = cfg->cfg_proxies[i];
+
+	for (size_t j = 0; j < i; j++) {
+		const struct dfr_proxy *y = cfg->cfg_proxies[j];
+
+		if (y->px_enabled && y->px_id != NULL && y->px_dest_host != NULL &&
+		    y->px_proto == x->px_proto && y->px_source_port == x->px_source_port &&
+		    strcmp(y->px_id, x->px_id) != 0)
+			return y;
+	}
+	return NULL;
+}
+
 void
 proxy_apply(struct l4d *l4, const struct dfr_config *cfg)
 {
 	struct l4proxy *p, *next;
-	unsigned added = 0, changed = 0, removed = 0, total = 0;
+	unsigned added = 0, changed = 0, removed = 0, total = 0, refused = 0;
 
 	LIST_FOREACH(p, &l4->l_proxies, p_link)
 	p->p_seen = false;
 	for (size_t i = 0; i < cfg->cfg_nproxies; i++) {
 		const struct dfr_proxy *x = cfg->cfg_proxies[i];
+		const struct dfr_proxy *first;
 
 		if (!x->px_enabled || x->px_id == NULL || x->px_dest_host == NULL)
 			continue;
+		if ((first = port_taken_before(cfg, i)) != NULL) {
+			dfr_log_err("l4, proxy %s (%s :%u) not started: proxy %s has that port",
+			            x->px_id, x->px_proto == DFR_PROXY_UDP ? "udp" : "tcp",
+			            (unsigned)x->px_source_port, first->px_id);
+			refused++;
+			continue; /* if it ran, it stops (not seen) */
+		}
 		total++;
 		p = proxy_find(l4, x->px_id);
 		if (p != NULL && p->p_seen) /* the same id twice: the first wins */
@@ -480,8 +508,9 @@ proxy_apply(struct l4d *l4, const struct dfr_config *cfg)
 	}
 	l4->l_generation = cfg->cfg_generation;
 	dfr_log_info("l4, config generation %llu applied, %u proxies (%u added, %u changed, %u "
-	             "removed)",
-	             (unsigned long long)cfg->cfg_generation, total, added, changed, removed);
+	             "removed, %u refused)",
+	             (unsigned long long)cfg->cfg_generation, total, added, changed, removed,
+	             refused);
 }
 
 static void

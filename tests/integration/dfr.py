@@ -68,17 +68,25 @@ class Tap:
         sys.exit(1 if self.failed or self.n == 0 else 0)
 
 
+_ports_given = set()
+
+
 def free_port(kind=socket.SOCK_STREAM):
-    """A port free for both TCP and UDP on 127.0.0.1 at the time of asking."""
+    """A port free for both TCP and UDP on 127.0.0.1 at the time of asking, and never one this
+    process was given before: the kernel may hand a just-closed port out again, and two proxies
+    of a test on one port would share it (l4d now refuses that config)."""
     for _ in range(50):
         s = socket.socket(socket.AF_INET, kind)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
+        if port in _ports_given:
+            continue
         other = socket.socket(socket.AF_INET,
                               socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM)
         try:
             other.bind(("127.0.0.1", port))
+            _ports_given.add(port)
             return port
         except OSError:
             continue

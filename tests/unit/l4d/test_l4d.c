@@ -202,6 +202,38 @@ free_port(void)
 	return ntohs(sin.sin_port);
 }
 
+/* Two proxies of one protocol on one port: the first in the config runs, the other is refused
+ * (both would bind it with SO_REUSEADDR). Another protocol on that port is no clash. l4 runs b. */
+static void
+test_apply_same_port(struct l4d *l4, struct dfr_proxy *b)
+{
+	struct dfr_proxy dup = mkproxy("000000000000000000000003", "dup", DFR_PROXY_UDP,
+	                               b->px_source_port, 9, "D1");
+	struct dfr_proxy tcp = mkproxy("000000000000000000000004", "tcp", DFR_PROXY_TCP,
+	                               b->px_source_port, 9, "T1");
+	struct dfr_proxy *dup_after[] = {b, &dup, &tcp}, *dup_before[] = {&dup, b};
+	struct dfr_config cfg = {.cfg_generation = 7, .cfg_proxies = dup_after, .cfg_nproxies = 3};
+	struct l4proxy *p = proxy_find(l4, b->px_id);
+	int fd = p != NULL ? p->p_fd : -1;
+
+	proxy_apply(l4, &cfg);
+	ok(proxy_find(l4, dup.px_id) == NULL, "a second UDP proxy on a taken port is refused");
+	ok(proxy_find(l4, b->px_id) == p && p->p_fd == fd, "the first keeps its listener");
+	ok(proxy_find(l4, tcp.px_id) != NULL &&
+	           proxy_find(l4, tcp.px_id)->p_state == PX_ST_LISTENING,
+	   "a TCP proxy on the same port number runs");
+
+	/* The config's order decides: the one listed first keeps the port. */
+	cfg.cfg_generation = 8;
+	cfg.cfg_proxies = dup_before;
+	cfg.cfg_nproxies = 2;
+	proxy_apply(l4, &cfg);
+	ok(proxy_find(l4, b->px_id) == NULL, "listed second, the running proxy is refused and stops");
+	p = proxy_find(l4, dup.px_id);
+	ok(p != NULL && p->p_state == PX_ST_LISTENING,
+	   "listed first, the other takes the port (the stopped one drains)");
+}
+
 static void
 test_apply(void)
 {
@@ -256,6 +288,7 @@ test_apply(void)
 	proxy_apply(l4, &cfg);
 	ok(proxy_find(l4, b.px_id) != NULL && proxy_find(l4, b.px_id)->p_state == PX_ST_LISTENING,
 	   "enabled again, it listens again");
+	test_apply_same_port(l4, &b);
 	proxy_l4d_free(l4);
 	event_base_free(base);
 	dfr_metrics_reset();
