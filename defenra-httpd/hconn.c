@@ -863,7 +863,8 @@ parse_requests(struct hconn *hc)
 		if (evbuffer_get_length(in) == 0)
 			return;
 		set_state(hc, HC_ST_READ_HEAD);
-		clock_gettime(CLOCK_MONOTONIC, &hc->hc_t0);
+		if (stats_access_on())
+			clock_gettime(CLOCK_MONOTONIC, &hc->hc_t0);
 		arm_timer(hc, hc->hc_srv->h_opts.o_header_timeout_ms);
 	}
 	ev = h1_parser_feed_buffer(&hc->hc_req, in, NULL);

@@ -282,6 +282,7 @@ struct httpd {
 	struct waf *h_waf; /* NULL: no WAF client */
 	struct dfr_admin *h_admin;
 	char *h_scratch; /* head serialisation buffer */
+	char *h_rbuf;    /* HTTPD_READ_MAX: a plain socket's small reads land here (sockread.c) */
 	size_t h_scratch_len;
 	struct hconn_list h_spare; /* freed h2 stream exchanges, kept for the next streams */
 	unsigned h_nspare;
@@ -295,6 +296,7 @@ struct httpd {
 const struct timeval *httpd_timeout(struct httpd *srv, unsigned ms);
 
 /* ---- sockread.c: our own reads of a plain socket bufferevent (no FIONREAD per read) -------- */
+#define HTTPD_READ_MAX (16 * 1024) /* one read at most; a request head is far less */
 struct bufferevent;
 struct evbuffer_cb_entry;
 struct sockread {
@@ -309,6 +311,7 @@ struct sockread {
 	unsigned sr_timeout_ms;  /* while reading is on; 0 none */
 	bool sr_on;              /* the owner wants reading */
 	bool sr_pending;         /* sr_ev is added */
+	bool sr_bulk;            /* the last read was large: read straight into the input */
 	struct ssl_st *sr_ssl;   /* a TLS connection's, once its handshake is done; else NULL */
 	struct event *sr_wev;    /* TLS: reading waits for the socket to take a write */
 };
@@ -362,7 +365,7 @@ struct hconn {
 	uint64_t hc_req_body_up; /* body bytes sent upstream */
 	uint64_t hc_bytes_in, hc_bytes_out;
 	unsigned hc_status;     /* of the current exchange, for logs and metrics */
-	struct timespec hc_t0;  /* request start */
+	struct timespec hc_t0;  /* request start, taken while an access log is on */
 	struct timespec hc_tup; /* upstream request sent */
 	char *hc_extra_hdrs;    /* WAF headers for the response; owned */
 	size_t hc_extra_len;
@@ -515,6 +518,7 @@ void stats_upstream_latency(double seconds);
 void stats_waf(const char *verdict);         /* "pass", "block", "fail_open", "fail_closed" */
 void stats_upstream_event(const char *what); /* "connect_fail", "timeout", "retry", "reuse" */
 void stats_access_mode(unsigned mode);
+bool stats_access_on(void); /* an access log is written (it wants hc_t0) */
 void stats_tls_handshake(bool resumed, int version); /* a completed handshake */
 void stats_tls_failed(const char *reason);          /* a failed one */
 void stats_tls_cert_built(void);

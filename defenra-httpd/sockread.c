@@ -32,7 +32,9 @@
 #include "error.h"
 #include "httpd.h"
 
-#define SR_READ_MAX (16 * 1024) /* one read at most; a request head is far less */
+/* A read of at most this much is small: the next read into an empty input goes through the
+ * worker's buffer (sr_read_small). */
+#define SR_SMALL 2048
 
 static void
 sr_add(struct sockread *sr)
@@ -59,7 +61,7 @@ sr_stop(struct sockread *sr, short what)
 	sr->sr_eventcb(sr->sr_bev, (short)(BEV_EVENT_READING | what), sr->sr_arg);
 }
 
-/* How much one read may take: up to SR_READ_MAX and the high watermark; 0 (reading paused until
+/* How much one read may take: up to HTTPD_READ_MAX and the high watermark; 0 (reading paused until
  * sr_drained() resumes it) when the input is full. */
 static size_t
 sr_room(struct sockread *sr, struct evbuffer *in)
@@ -70,7 +72,7 @@ sr_room(struct sockread *sr, struct evbuffer *in)
 		sr_del(sr);
 		return 0;
 	}
-	return sr->sr_hwm - len < SR_READ_MAX ? sr->sr_hwm - len : SR_READ_MAX;
+	return sr->sr_hwm - len < HTTPD_READ_MAX ? sr->sr_hwm - len : HTTPD_READ_MAX;
 }
 
 /* OpenSSL holds bytes that no readiness of the socket will announce: come back by ourselves. */
@@ -157,15 +159,71 @@ sr_tls_readable(struct sockread *sr)
 		sr->sr_readcb(sr->sr_bev, sr->sr_arg);
 }
 
+/* What a plain read gave: bytes (n > 0), or 0 with what to stop with (0: try again later). */
+static short
+sr_read_result(ssize_t n)
+{
+	if (n == 0)
+		return BEV_EVENT_EOF;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		return 0;
+	return BEV_EVENT_ERROR;
+}
+
+/* A read into an empty input goes to the worker's buffer first, then into a chain its size.
+ * Requests and small responses then cost a small chain, which malloc keeps in its per-thread
+ * cache, instead of a 16 KiB one taken from and given back to its large bins every time the
+ * parser drains the input; copying a few hundred bytes is cheaper. Large reads (a body
+ * streaming) go straight into the input's space (sr_read_in_place). */
+static ssize_t
+sr_read_small(struct sockread *sr, evutil_socket_t fd, struct evbuffer *in, size_t want)
+{
+	char *buf = sr->sr_srv->h_rbuf;
+	ssize_t n = recv(fd, buf, want, 0);
+
+	if (n > 0 && evbuffer_add(in, buf, (size_t)n) != 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return n;
+}
+
+static ssize_t
+sr_read_in_place(evutil_socket_t fd, struct evbuffer *in, size_t want)
+{
+	struct evbuffer_iovec v[2];
+	ssize_t n;
+	int nv;
+
+	if ((nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2)) <= 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if (nv == 2 && v[0].iov_len >= want)
+		nv = 1;
+	/* recv() when the space is one piece (nearly always): it costs the kernel less than
+	 * readv() of one vector (no iovec import, no file position lock) */
+	n = nv == 1 ? recv(fd, v[0].iov_base, v[0].iov_len, 0) : readv(fd, (struct iovec *)v, nv);
+	if (n <= 0)
+		return n;
+	/* What the read filled: the first vector, then the second. */
+	if ((size_t)n <= v[0].iov_len) {
+		v[0].iov_len = (size_t)n;
+		nv = 1;
+	} else {
+		v[1].iov_len = (size_t)n - v[0].iov_len;
+	}
+	evbuffer_commit_space(in, v, nv);
+	return n;
+}
+
 static void
 sr_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct sockread *sr = arg;
 	struct evbuffer *in = bufferevent_get_input(sr->sr_bev);
-	struct evbuffer_iovec v[2];
 	size_t want;
 	ssize_t n;
-	int nv;
 
 	if (what & EV_TIMEOUT) {
 		sr_stop(sr, BEV_EVENT_TIMEOUT);
@@ -179,33 +237,18 @@ sr_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	if ((want = sr_room(sr, in)) == 0)
 		return;
-	if ((nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2)) <= 0) {
-		sr_stop(sr, BEV_EVENT_ERROR);
+	if (!sr->sr_bulk && evbuffer_get_length(in) == 0)
+		n = sr_read_small(sr, fd, in, want);
+	else
+		n = sr_read_in_place(fd, in, want);
+	if (n <= 0) {
+		short stop = sr_read_result(n);
+
+		if (stop != 0)
+			sr_stop(sr, stop);
 		return;
 	}
-	if (nv == 2 && v[0].iov_len >= want)
-		nv = 1;
-	/* recv() when the space is one piece (nearly always): it costs the kernel less than
-	 * readv() of one vector (no iovec import, no file position lock) */
-	n = nv == 1 ? recv(fd, v[0].iov_base, v[0].iov_len, 0) : readv(fd, (struct iovec *)v, nv);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return;
-		sr_stop(sr, BEV_EVENT_ERROR);
-		return;
-	}
-	if (n == 0) {
-		sr_stop(sr, BEV_EVENT_EOF);
-		return;
-	}
-	/* What the read filled: the first vector, then the second. */
-	if ((size_t)n <= v[0].iov_len) {
-		v[0].iov_len = (size_t)n;
-		nv = 1;
-	} else {
-		v[1].iov_len = (size_t)n - v[0].iov_len;
-	}
-	evbuffer_commit_space(in, v, nv);
+	sr->sr_bulk = (size_t)n > SR_SMALL;
 	sr->sr_readcb(sr->sr_bev, sr->sr_arg);
 }
 
@@ -247,7 +290,7 @@ sockread_init(struct sockread *sr, struct httpd *srv, struct bufferevent *bev, s
 	sr->sr_readcb = readcb;
 	sr->sr_eventcb = eventcb;
 	sr->sr_arg = arg;
-	sr->sr_on = sr->sr_pending = false;
+	sr->sr_on = sr->sr_pending = sr->sr_bulk = false;
 	sr->sr_timeout_ms = 0;
 	sr->sr_ssl = NULL;
 	sr->sr_wev = NULL;

@@ -87,6 +87,12 @@ httpd_stats_init(void)
 	                              "Session ticket key rotations");
 }
 
+bool
+stats_access_on(void)
+{
+	return access_mode != 0;
+}
+
 void
 stats_access_mode(unsigned mode)
 {

@@ -93,11 +93,12 @@ worker_init(struct httpd *srv, unsigned index, struct event_base *base,
 	srv->h_base = base;
 	srv->h_scratch_len = opts->o_max_header_bytes + 64 * 1024;
 	srv->h_scratch = malloc(srv->h_scratch_len);
+	srv->h_rbuf = malloc(HTTPD_READ_MAX);
 	srv->h_reaper = event_new(base, -1, 0, reap, srv);
 	srv->h_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (srv->h_efd != -1)
 		srv->h_wake = event_new(base, srv->h_efd, EV_READ | EV_PERSIST, wake, srv);
-	if (srv->h_scratch == NULL || srv->h_reaper == NULL || srv->h_wake == NULL ||
+	if (srv->h_scratch == NULL || srv->h_rbuf == NULL || srv->h_reaper == NULL || srv->h_wake == NULL ||
 	    event_add(srv->h_wake, NULL) != 0 || upstream_pool_init(&srv->h_pool) != DFR_OK) {
 		dfr_log_err("worker %u, cannot set up (out of memory or descriptors)", index);
 		return DFR_ENOMEM;
@@ -197,6 +198,8 @@ worker_fini(struct httpd *srv)
 	srv->h_efd = -1;
 	free(srv->h_scratch);
 	srv->h_scratch = NULL;
+	free(srv->h_rbuf);
+	srv->h_rbuf = NULL;
 	if (srv->h_own_base && srv->h_base != NULL)
 		event_base_free(srv->h_base);
 	srv->h_base = NULL;
