@@ -31,7 +31,21 @@ struct metric_series {
 	struct dfr_metric ms_m; /* first: the pointer handed out is the series' own */
 	char *ms_labels;        /* NULL for none */
 	struct metric_series *ms_next;
+	/* A histogram bucket's next bucket down, else NULL: an observation counts in its own
+	 * bucket only, and the cumulative value Prometheus wants is summed when shown. */
+	struct metric_series *ms_below;
 };
+
+/* A series' value as shown: with the buckets below it for a histogram's. */
+static int64_t
+series_value(const struct metric_series *s)
+{
+	int64_t v = 0;
+
+	for (; s != NULL; s = s->ms_below)
+		v += dfr_metric_value(&s->ms_m);
+	return v;
+}
 
 struct metric_family {
 	char *mf_name;
@@ -187,7 +201,7 @@ dfr_metrics_prometheus(size_t *len)
 		sb_printf(&b, "# TYPE %s %s\n", f->mf_name,
 			  f->mf_kind == DFR_METRIC_COUNTER ? "counter" : "gauge");
 		for (struct metric_series *s = f->mf_first; s != NULL; s = s->ms_next) {
-			int64_t v = dfr_metric_value(&s->ms_m);
+			int64_t v = series_value(s);
 			if (s->ms_labels != NULL)
 				sb_printf(&b, "%s{%s} %" PRId64 "\n", f->mf_name, s->ms_labels, v);
 			else
@@ -220,7 +234,7 @@ dfr_metrics_json(void)
 				snprintf(key, sizeof(key), "%s{%s}", f->mf_name, s->ms_labels);
 				k = key;
 			}
-			if (cJSON_AddNumberToObject(obj, k, (double)dfr_metric_value(&s->ms_m)) ==
+			if (cJSON_AddNumberToObject(obj, k, (double)series_value(s)) ==
 			    NULL) {
 				pthread_mutex_unlock(&reg_lock);
 				cJSON_Delete(obj);
@@ -277,6 +291,11 @@ dfr_histogram_init(struct dfr_histogram *h, const char *base, const char *help,
 		if ((h->hi_bucket[i] = dfr_counter(name, labels, help)) == NULL)
 			return DFR_ENOMEM;
 	}
+	pthread_mutex_lock(&reg_lock);
+	for (size_t i = 1; i <= n; i++)
+		((struct metric_series *)h->hi_bucket[i])->ms_below =
+		        (struct metric_series *)h->hi_bucket[i - 1];
+	pthread_mutex_unlock(&reg_lock);
 	h->hi_sum_us = dfr_counter(sum, NULL, help);
 	h->hi_count = dfr_counter(count, NULL, help);
 	return h->hi_sum_us != NULL && h->hi_count != NULL ? DFR_OK : DFR_ENOMEM;
@@ -287,11 +306,19 @@ dfr_histogram_observe(struct dfr_histogram *h, uint64_t us)
 {
 	size_t i = 0;
 
-	/* Buckets are cumulative: every bucket from the first bound at or above `us` counts it. */
+	/* Only the first bucket whose bound is at or above `us` counts it (one atomic add, not
+	 * one per bucket above); the rendering sums them into Prometheus' cumulative form. */
 	while (i < h->hi_n && us > h->hi_bounds_us[i])
 		i++;
-	for (; i <= h->hi_n; i++)
-		dfr_metric_inc(h->hi_bucket[i]);
+	dfr_metric_inc(h->hi_bucket[i]);
 	dfr_metric_add(h->hi_sum_us, (int64_t)us);
 	dfr_metric_inc(h->hi_count);
+}
+
+int64_t
+dfr_histogram_le(const struct dfr_histogram *h, size_t i)
+{
+	return i <= h->hi_n && h->hi_bucket[i] != NULL
+	               ? series_value((const struct metric_series *)h->hi_bucket[i])
+	               : 0;
 }

@@ -91,8 +91,11 @@ struct dfr_histogram {
  * many bounds) or DFR_ENOMEM. */
 int dfr_histogram_init(struct dfr_histogram *h, const char *base, const char *help,
 		       const uint64_t *bounds_us, size_t n);
-/* Counts one observation of `us` microseconds (a few relaxed atomic adds). */
+/* Counts one observation of `us` microseconds (three relaxed atomic adds). */
 void dfr_histogram_observe(struct dfr_histogram *h, uint64_t us);
+/* Bucket i's cumulative count as /metrics shows it (i == hi_n: +Inf). hi_bucket[i] itself holds
+ * only the observations above the bound below it. */
+int64_t dfr_histogram_le(const struct dfr_histogram *h, size_t i);
 
 /* Forgets every metric (tests only: pointers held become invalid). */
 void dfr_metrics_reset(void);

@@ -234,8 +234,15 @@ with Suite() as s:
 
     logs = httpd.logs()
     t.ok('"status":200' in logs and '"host":"example.com"' in logs, "JSON access log lines")
-    t.ok(httpd.metric('httpd_requests_total{domain="example.com",status="2xx"}') or 0 > 0,
+    t.ok((httpd.metric('httpd_requests_total{domain="example.com",status="2xx"}') or 0) > 0,
          "requests counted by domain and status")
+    _, text = httpd.get("/metrics")
+    buckets = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("httpd_upstream_latency_seconds_bucket{")]
+    count = httpd.metric("httpd_upstream_latency_seconds_count") or 0
+    t.ok(len(buckets) > 2 and count > 0 and buckets == sorted(buckets) and buckets[-1] == count,
+         "backend latency histogram: cumulative buckets, +Inf equal to the count",
+         (buckets, count))
     t.ok(httpd.alive(), "httpd still running")
     t.eq(httpd.stop(), 0, "clean exit on SIGTERM")
     for d in s.daemons:

@@ -160,6 +160,7 @@ test_histogram(void)
 	static const uint64_t bounds[] = {10, 100};
 	struct dfr_histogram h;
 	char *text;
+	cJSON *json, *item;
 
 	dfr_metrics_reset();
 	is_int(dfr_histogram_init(&h, "x_latency", "Latency.", bounds, 2), DFR_OK, "histogram made");
@@ -167,17 +168,23 @@ test_histogram(void)
 	dfr_histogram_observe(&h, 10);
 	dfr_histogram_observe(&h, 50);
 	dfr_histogram_observe(&h, 500);
-	is_int(dfr_metric_value(h.hi_bucket[0]), 2, "le=10us counts 5 and 10 (bounds inclusive)");
-	is_int(dfr_metric_value(h.hi_bucket[1]), 3, "le=100us is cumulative");
-	is_int(dfr_metric_value(h.hi_bucket[2]), 4, "+Inf counts everything");
+	is_int(dfr_histogram_le(&h, 0), 2, "le=10us counts 5 and 10 (bounds inclusive)");
+	is_int(dfr_histogram_le(&h, 1), 3, "le=100us is cumulative");
+	is_int(dfr_histogram_le(&h, 2), 4, "+Inf counts everything");
+	is_int(dfr_metric_value(h.hi_bucket[1]), 1, "an observation is added to one bucket only");
 	is_int(dfr_metric_value(h.hi_sum_us), 565, "sum in microseconds");
 	is_int(dfr_metric_value(h.hi_count), 4, "count");
 	text = dfr_metrics_prometheus(NULL);
 	ok(text != NULL && strstr(text, "x_latency_seconds_bucket{le=\"1e-05\"} 2\n") != NULL &&
+	           strstr(text, "x_latency_seconds_bucket{le=\"0.0001\"} 3\n") != NULL &&
 	           strstr(text, "x_latency_seconds_bucket{le=\"+Inf\"} 4\n") != NULL &&
 	           strstr(text, "x_latency_microseconds_sum 565\n") != NULL,
-	   "histogram in Prometheus text");
+	   "histogram in Prometheus text, buckets cumulative");
 	free(text);
+	json = dfr_metrics_json();
+	item = cJSON_GetObjectItemCaseSensitive(json, "x_latency_seconds_bucket{le=\"0.0001\"}");
+	ok(cJSON_IsNumber(item) && item->valuedouble == 3, "and in JSON");
+	cJSON_Delete(json);
 	uint64_t many[DFR_HISTOGRAM_MAX + 1] = {0};
 	is_int(dfr_histogram_init(&h, "y", "", many, DFR_HISTOGRAM_MAX + 1), DFR_EINVAL,
 	       "too many bounds refused");
