@@ -5,9 +5,9 @@
  * how much is readable (ioctl FIONREAD) before every read: one extra system call per read, two
  * per proxied request (client and backend side), about a tenth of httpd's CPU per request on
  * loopback (docs/performance-http.md). Here the bufferevent keeps its output, its write event and
- * its callbacks, but its EV_READ is never enabled: our own persistent read event reads straight
- * into the input's reserved space and calls the same read and event callbacks the bufferevent
- * would, with the same meanings:
+ * its callbacks, but its EV_READ is never enabled: our own persistent read event reads into the
+ * input (a small read through the worker's buffer, see sr_read_small) and calls the same read
+ * and event callbacks the bufferevent would, with the same meanings:
  *   - the read timeout runs while reading is on and restarts with every read
  *     (BEV_EVENT_READING | BEV_EVENT_TIMEOUT, reading turned off, as libevent does);
  *   - EOF and errors turn reading off, then BEV_EVENT_READING | BEV_EVENT_EOF or _ERROR;
