@@ -507,6 +507,10 @@ proxy_apply(struct l4d *l4, const struct dfr_config *cfg)
 		}
 	}
 	l4->l_generation = cfg->cfg_generation;
+	dfr_metric_set(dfr_gauge("l4d_proxies_refused", NULL,
+	                         "enabled proxies of the config in force not started: an earlier "
+	                         "one has their protocol and port"),
+	               refused);
 	dfr_log_info("l4, config generation %llu applied, %u proxies (%u added, %u changed, %u "
 	             "removed, %u refused)",
 	             (unsigned long long)cfg->cfg_generation, total, added, changed, removed,

@@ -218,6 +218,8 @@ test_apply_same_port(struct l4d *l4, struct dfr_proxy *b)
 
 	proxy_apply(l4, &cfg);
 	ok(proxy_find(l4, dup.px_id) == NULL, "a second UDP proxy on a taken port is refused");
+	is_int(dfr_metric_value(dfr_gauge("l4d_proxies_refused", NULL, NULL)), 1,
+	       "l4d_proxies_refused counts it");
 	ok(proxy_find(l4, b->px_id) == p && p->p_fd == fd, "the first keeps its listener");
 	ok(proxy_find(l4, tcp.px_id) != NULL &&
 	           proxy_find(l4, tcp.px_id)->p_state == PX_ST_LISTENING,
@@ -232,6 +234,12 @@ test_apply_same_port(struct l4d *l4, struct dfr_proxy *b)
 	p = proxy_find(l4, dup.px_id);
 	ok(p != NULL && p->p_state == PX_ST_LISTENING,
 	   "listed first, the other takes the port (the stopped one drains)");
+
+	cfg.cfg_generation = 9;
+	cfg.cfg_nproxies = 1;
+	proxy_apply(l4, &cfg);
+	is_int(dfr_metric_value(dfr_gauge("l4d_proxies_refused", NULL, NULL)), 0,
+	       "l4d_proxies_refused back to 0 without the clash");
 }
 
 static void
