@@ -518,7 +518,8 @@ void stats_upstream_latency(double seconds);
 void stats_waf(const char *verdict);         /* "pass", "block", "fail_open", "fail_closed" */
 void stats_upstream_event(const char *what); /* "connect_fail", "timeout", "retry", "reuse" */
 void stats_access_mode(unsigned mode);
-bool stats_access_on(void); /* an access log is written (it wants hc_t0) */
+/* An access log is written (it wants hc_t0). */
+bool stats_access_on(void);
 void stats_tls_handshake(bool resumed, int version); /* a completed handshake */
 void stats_tls_failed(const char *reason);          /* a failed one */
 void stats_tls_cert_built(void);

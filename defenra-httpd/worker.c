@@ -98,8 +98,9 @@ worker_init(struct httpd *srv, unsigned index, struct event_base *base,
 	srv->h_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (srv->h_efd != -1)
 		srv->h_wake = event_new(base, srv->h_efd, EV_READ | EV_PERSIST, wake, srv);
-	if (srv->h_scratch == NULL || srv->h_rbuf == NULL || srv->h_reaper == NULL || srv->h_wake == NULL ||
-	    event_add(srv->h_wake, NULL) != 0 || upstream_pool_init(&srv->h_pool) != DFR_OK) {
+	if (srv->h_scratch == NULL || srv->h_rbuf == NULL || srv->h_reaper == NULL ||
+	    srv->h_wake == NULL || event_add(srv->h_wake, NULL) != 0 ||
+	    upstream_pool_init(&srv->h_pool) != DFR_OK) {
 		dfr_log_err("worker %u, cannot set up (out of memory or descriptors)", index);
 		return DFR_ENOMEM;
 	}

@@ -234,8 +234,7 @@ dfr_metrics_json(void)
 				snprintf(key, sizeof(key), "%s{%s}", f->mf_name, s->ms_labels);
 				k = key;
 			}
-			if (cJSON_AddNumberToObject(obj, k, (double)series_value(s)) ==
-			    NULL) {
+			if (cJSON_AddNumberToObject(obj, k, (double)series_value(s)) == NULL) {
 				pthread_mutex_unlock(&reg_lock);
 				cJSON_Delete(obj);
 				return NULL;

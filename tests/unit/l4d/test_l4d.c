@@ -230,7 +230,8 @@ test_apply_same_port(struct l4d *l4, struct dfr_proxy *b)
 	cfg.cfg_proxies = dup_before;
 	cfg.cfg_nproxies = 2;
 	proxy_apply(l4, &cfg);
-	ok(proxy_find(l4, b->px_id) == NULL, "listed second, the running proxy is refused and stops");
+	ok(proxy_find(l4, b->px_id) == NULL,
+	   "listed second, the running proxy is refused and stops");
 	p = proxy_find(l4, dup.px_id);
 	ok(p != NULL && p->p_state == PX_ST_LISTENING,
 	   "listed first, the other takes the port (the stopped one drains)");
