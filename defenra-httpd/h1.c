@@ -604,7 +604,7 @@ h1_resp_head(const struct h1_msg *m, bool chunked, bool keepalive, const char *e
 	size_t n = 9;
 
 	/* The status by hand (a snprintf() was a visible share of a proxied request): http-parser
-	 * takes up to three digits; a status under 100 keeps the digits it came with. */
+	 * takes three digits at most; under 100 it is written without leading zeros, as before. */
 	if (m->m_status >= 100)
 		line[n++] = (char)('0' + m->m_status / 100 % 10);
 	if (m->m_status >= 10)

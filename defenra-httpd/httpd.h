@@ -282,8 +282,8 @@ struct httpd {
 	struct waf *h_waf; /* NULL: no WAF client */
 	struct dfr_admin *h_admin;
 	char *h_scratch; /* head serialisation buffer */
-	char *h_rbuf;    /* HTTPD_READ_MAX: a plain socket's small reads land here (sockread.c) */
 	size_t h_scratch_len;
+	char *h_rbuf; /* HTTPD_READ_MAX: a plain socket's small reads land here (sockread.c) */
 	struct hconn_list h_spare; /* freed h2 stream exchanges, kept for the next streams */
 	unsigned h_nspare;
 	struct h2stream *h_h2_spare; /* freed h2 streams, likewise (h2.c) */

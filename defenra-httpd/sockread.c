@@ -159,7 +159,8 @@ sr_tls_readable(struct sockread *sr)
 		sr->sr_readcb(sr->sr_bev, sr->sr_arg);
 }
 
-/* What a plain read gave: bytes (n > 0), or 0 with what to stop with (0: try again later). */
+/* What a plain read that gave no bytes (n <= 0, errno set when n < 0) means: the BEV_EVENT_ to
+ * stop with, or 0 to wait for the next readiness. */
 static short
 sr_read_result(ssize_t n)
 {

@@ -16,22 +16,21 @@ const struct timeval *
 httpd_timeout(struct httpd *srv, unsigned ms)
 {
 	struct httpd_timeout *t;
+	struct timeval tv;
 
 	if (ms == 0)
 		return NULL;
 	for (unsigned i = 0; i < srv->h_ntimeouts; i++)
 		if (srv->h_timeouts[i].t_ms == ms)
 			return srv->h_timeouts[i].t_tv;
-	if (srv->h_ntimeouts == HTTPD_TIMEOUTS) {
-		/* more durations than the settings make: libevent finds the one it has */
-		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	/* more durations than the settings make: libevent finds the one it has */
+	if (srv->h_ntimeouts == HTTPD_TIMEOUTS)
 		return event_base_init_common_timeout(srv->h_base, &tv);
-	}
 	t = &srv->h_timeouts[srv->h_ntimeouts++];
 	t->t_ms = ms;
-	t->t_plain.tv_sec = ms / 1000;
-	t->t_plain.tv_usec = (ms % 1000) * 1000;
+	t->t_plain = tv;
 	t->t_tv = event_base_init_common_timeout(srv->h_base, &t->t_plain);
 	if (t->t_tv == NULL)
 		t->t_tv = &t->t_plain; /* an ordinary timeout then (no memory) */
